@@ -1,0 +1,39 @@
+# The only commands anyone needs. `make ask` runs the main job; `make check` runs every test.
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED_CORPUS := ../shared/corpus
+QUESTION ?= how do I do sagas
+
+$(BIN)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: the CPU build; an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# Offline (this machine, CI): copy the pinned corpus from the local mirror; else from upstream.
+corpus: install
+	@if [ -d "$(SHARED_CORPUS)" ]; then $(BIN)/bekb corpus sync --from $(SHARED_CORPUS); \
+	else $(BIN)/bekb corpus sync; fi
+
+ask: corpus
+	$(BIN)/bekb ask "$(QUESTION)"
+
+fmt: install
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+lint: install
+	$(BIN)/ruff format --check . && $(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install
+	$(BIN)/pytest
+
+check: lint typecheck test
+
+.PHONY: install corpus ask fmt lint typecheck test check

@@ -1,0 +1,71 @@
+"""`bekb corpus status|sync`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bekb.cli import render
+from bekb.cli.app import EXIT_FAILURE, app, open_kb
+
+corpus_app = typer.Typer(
+    help="The corpus: which files are cited, and syncing them.", no_args_is_help=True
+)
+app.add_typer(corpus_app, name="corpus")
+
+
+@corpus_app.command("status")
+def corpus_status_command(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Every cited path with its state: indexed, new, changed, deleted or unresolved.
+
+    Example: bekb corpus status --json
+    """
+    status = open_kb(ctx).corpus_status()
+    if json_out:
+        render.print_json(render.corpus_json(status))
+        return
+    typer.echo(f"root {status.root}")
+    for f in status.files:
+        typer.echo(f"  {f.state:10} {f.path}")
+    for path in status.unresolved:
+        typer.echo(f"  {'unresolved':10} {path}")
+    for refused in status.refused:
+        typer.echo(f"  {'refused':10} {refused.path}: {refused.reason}")
+
+
+@corpus_app.command("sync")
+def corpus_sync_command(
+    ctx: typer.Context,
+    mirror: Annotated[
+        Path | None,
+        typer.Option("--from", help="Copy from a local mirror (another workspace root)."),
+    ] = None,
+    lock: Annotated[
+        Path | None, typer.Option("--lock", help="Lock file (default corpus/sources.lock.json).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Fetch the pinned corpus into the root, verifying every sha256.
+
+    Offline, copy from a mirror: bekb corpus sync --from ../shared/corpus
+    """
+    report = open_kb(ctx).sync(mirror=mirror, lock_file=lock)
+    if json_out:
+        render.print_json(render.sync_json(report))
+    else:
+        for repo in report.repos:
+            typer.echo(
+                f"{repo.name}: {repo.fetched} fetched, {repo.copied} copied, "
+                f"{repo.skipped} up to date, {repo.failed} failed"
+            )
+        for failure in report.failures:
+            typer.echo(f"error: {failure}", err=True)
+        for path in report.unpinned:
+            typer.echo(f"not in the lock: {path} (re-pin: {report.repin})", err=True)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILURE)

@@ -1,0 +1,75 @@
+"""`bekb index [--full] [--watch]` and `bekb status`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bekb.cli import render
+from bekb.cli.app import app, open_kb
+
+
+@app.command("index")
+def index_command(
+    ctx: typer.Context,
+    full: Annotated[bool, typer.Option("--full", help="Rebuild everything from scratch.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    lock_timeout: Annotated[
+        float | None,
+        typer.Option("--lock-timeout", help="Seconds to wait for another writer's lock."),
+    ] = None,
+) -> None:
+    """Index the corpus: only what changed since the last build (unless --full).
+
+    Example: bekb --root ../shared/corpus index
+    """
+    kb = open_kb(ctx, lock_timeout=lock_timeout)
+    if json_out:
+        report = kb.index(full=full)
+        render.print_json(render.index_json(report))
+        return
+    from bekb.cli.progress import IndexProgress
+
+    with IndexProgress() as progress:
+        report = kb.index(full=full, on_progress=progress.update)
+    for skipped in report.skipped:
+        typer.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
+    for refused in report.refused:
+        typer.echo(f"refused {refused.path}: {refused.reason}", err=True)
+    for path in report.unresolved:
+        typer.echo(f"unresolved citation: {path}", err=True)
+    typer.echo(render.index_summary(report))
+
+
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Show the index at a glance: model, files, chunks, last build, stale files.
+
+    Example: bekb status --json
+    """
+    status = open_kb(ctx).status()
+    if json_out:
+        render.print_json(render.status_json(status))
+        return
+    if not status.built:
+        typer.echo(f"no index in {status.index_dir}: run `bekb index`")
+        return
+    typer.echo(f"root        {status.root}")
+    typer.echo(f"index       {status.index_dir} ({status.store}, {status.size_bytes / 1e6:.1f} MB)")
+    typer.echo(f"agent files {', '.join(status.agent_files)}")
+    typer.echo(
+        f"model       {status.embed_model} ({status.dimensions} dims, queries via "
+        f"{status.query_backend}); chunker v{status.chunker_version}"
+    )
+    typer.echo(f"contents    {status.files} files, {status.chunks} chunks")
+    typer.echo(f"last build  {status.last_build} ({status.last_build_seconds:.1f}s)")
+    if status.stale:
+        typer.echo(f"stale       {len(status.stale)} files changed since: run `bekb index`")
+        for f in status.stale:
+            typer.echo(f"  {f.state:8} {f.path}")
+    else:
+        typer.echo("stale       none")

@@ -1,0 +1,1 @@
+"""`bekb mcp`: serve the knowledge base to agents over MCP."""

@@ -1,0 +1,123 @@
+"""`bekb search` and `bekb ask`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from bekb.cli import render
+from bekb.cli.app import EXIT_EMPTY, app, open_kb
+
+
+def ready_kb(ctx: typer.Context, *, quiet: bool) -> Any:
+    """The knowledge base, its index built first if this is the first run."""
+    kb = open_kb(ctx)
+    if not kb.is_built():
+        typer.echo("no index yet: building it now (first run)", err=True)
+        if quiet:
+            kb.index()
+        else:
+            from bekb.cli.progress import IndexProgress
+
+            with IndexProgress() as progress:
+                report = kb.index(on_progress=progress.update)
+            typer.echo(render.index_summary(report), err=True)
+    return kb
+
+
+FailEmpty = Annotated[
+    bool, typer.Option("--fail-empty", help="Exit 3 when nothing is found (or ask abstains).")
+]
+
+
+@app.command("search")
+def search_command(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int | None, typer.Option("-k", "--k", help="Number of hits (1-100).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show each hit's dense and BM25 ranks.")
+    ] = False,
+    fail_empty: FailEmpty = False,
+) -> None:
+    """Search the knowledge base: ranked passages with path#heading (lines a-b).
+
+    Example: bekb search "saga compensation" -k 5
+    """
+    kb = ready_kb(ctx, quiet=json_out)
+    hits = kb.search(query, k=k)
+    if json_out:
+        render.print_json(render.search_json(query, hits))
+    else:
+        for n, hit in enumerate(hits, start=1):
+            typer.echo(f"{n:>2}. {hit.label}  score {hit.score:.4f}")
+            if explain:
+                e = hit.explain
+                sim = f"{e.dense_similarity:.3f}" if e.dense_similarity is not None else "-"
+                typer.echo(
+                    f"    dense #{e.dense_rank or '-'} (cos {sim}), bm25 #{e.bm25_rank or '-'}"
+                )
+            typer.echo(f"    {render.snippet(hit.text)}")
+        if not hits:
+            typer.echo("no hits")
+    if fail_empty and not hits:
+        raise typer.Exit(EXIT_EMPTY)
+
+
+@app.command("ask")
+def ask_command(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="Your question.")],
+    no_llm: Annotated[
+        bool, typer.Option("--no-llm", help="Quote the best passages; do not call Claude.")
+    ] = False,
+    llm: Annotated[
+        str | None, typer.Option("--llm", help="`anthropic` to require synthesis by Claude.")
+    ] = None,
+    persona: Annotated[
+        str | None,
+        typer.Option("--as", help="Answer as another agent file (name or path), e.g. fastapi-pro."),
+    ] = None,
+    k: Annotated[int | None, typer.Option("-k", "--k", help="Passages to retrieve.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    fail_empty: FailEmpty = False,
+) -> None:
+    """Answer a question in the specialist's voice, with numbered citations.
+
+    With ANTHROPIC_API_KEY set, Claude writes the answer from the retrieved passages;
+    without it (or with --no-llm), the best passages are quoted.
+
+    Example: bekb ask "how do I do sagas"
+    """
+    if llm not in (None, "anthropic"):
+        from bekb.errors import UsageError
+
+        raise UsageError(f"unknown --llm {llm!r}: the only provider is 'anthropic'")
+    use_llm = False if no_llm else (True if llm else None)
+    kb = ready_kb(ctx, quiet=json_out)
+    streamed: list[str] = []
+
+    def show(delta: str) -> None:
+        streamed.append(delta)
+        typer.echo(delta, nl=False)
+
+    answer = kb.ask(
+        question, k=k, persona=persona, use_llm=use_llm, on_text=None if json_out else show
+    )
+    if json_out:
+        render.print_json(render.answer_json(answer))
+    else:
+        if streamed:
+            typer.echo("\n")
+        else:
+            typer.echo(answer.text)
+        if answer.mode == "llm" and answer.citations:
+            typer.echo("Sources:")
+            for c in answer.citations:
+                typer.echo(f"  [{c.n}] {c.label}{'  (changed since indexing)' if c.stale else ''}")
+        if answer.notice:
+            typer.echo(answer.notice, err=True)
+    if fail_empty and answer.mode == "abstain":
+        raise typer.Exit(EXIT_EMPTY)

@@ -1,0 +1,191 @@
+"""The file set: what the agent files cite (skill folders included), or the whole workspace."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal, Protocol
+
+from bekb.domain import SkippedFile
+from bekb.errors import ConfigError, CorpusError
+
+# File types worth indexing; anything else in a skill folder (images, archives) is ignored.
+INDEXABLE_SUFFIXES = frozenset(
+    {".md", ".markdown", ".mdx", ".txt", ".rst", ".json", ".yaml", ".yml", ".toml"}
+    | {".py", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".rs", ".go", ".sh"}
+)
+SKILL_FILE = "SKILL.md"
+# A backtick span is a citation when it looks like a relative file path: a/b.ext
+_CITATION = re.compile(r"`([^`\s]+/[^`\s]*\.[A-Za-z0-9]+)`")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The files to index (relative POSIX paths, sorted) and what could not be used."""
+
+    root: Path
+    files: tuple[str, ...]
+    unresolved: tuple[str, ...]
+    refused: tuple[SkippedFile, ...]
+    agent_files: tuple[str, ...]
+
+
+def cited_paths(agent_text: str) -> list[str]:
+    """Backtick-quoted relative paths in an agent file, in order of first mention."""
+    seen: dict[str, None] = {}
+    for match in _CITATION.finditer(agent_text):
+        seen.setdefault(match.group(1), None)
+    return list(seen)
+
+
+def check_root(root: Path) -> Path:
+    """The resolved workspace root, or ConfigError when it is not a directory."""
+    if not root.exists():
+        raise ConfigError(
+            f"workspace root {root} does not exist: pass --root, set BEKB_ROOT, "
+            "or run `bekb corpus sync`"
+        )
+    if not root.is_dir():
+        raise ConfigError(f"workspace root {root} is not a directory")
+    return root.resolve()
+
+
+def select_files(
+    root: Path,
+    *,
+    agent_files: Iterable[str],
+    scope: Literal["cited", "workspace"] = "cited",
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+) -> Selection:
+    """Resolve the corpus under `root`: cited files, their skill folders, globs, minus excludes.
+
+    The `workspace` scope adds every skill folder and agent file under the root to the cited set.
+    """
+    root = check_root(root)
+    agents = tuple(agent_files)
+    chosen: set[str] = set()
+    unresolved: list[str] = []
+    refused: dict[str, SkippedFile] = {}
+
+    def refuse(path: str, reason: str) -> None:
+        refused.setdefault(path, SkippedFile(path, reason))
+
+    for agent in agents:
+        agent_path = _inside(root, agent)
+        if agent_path is None:
+            refuse(agent, "agent file is outside the workspace root")
+            continue
+        try:
+            agent_text = agent_path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise CorpusError(f"cannot read agent file {agent}: {exc.strerror or exc}") from exc
+        for cited in cited_paths(agent_text):
+            _add_citation(root, cited, chosen, unresolved, refuse)
+
+    if scope == "workspace":
+        for rel in _walk(root, root, refuse):
+            if _is_workspace_file(rel):
+                chosen.add(rel)
+        chosen.update(_skill_folder_files(root, chosen, refuse))
+
+    for pattern in include:
+        for path in sorted(root.glob(pattern)):
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and _inside(root, rel) is not None:
+                chosen.add(rel)
+            elif path.is_symlink():
+                refuse(rel, "symlink points outside the workspace root")
+
+    excluded = tuple(exclude)
+    chosen.difference_update(agents)
+    files = sorted(p for p in chosen if not any(fnmatch.fnmatch(p, g) for g in excluded))
+    return Selection(
+        root=root,
+        files=tuple(files),
+        unresolved=tuple(unresolved),
+        refused=tuple(refused[k] for k in sorted(refused)),
+        agent_files=agents,
+    )
+
+
+def _add_citation(
+    root: Path,
+    cited: str,
+    chosen: set[str],
+    unresolved: list[str],
+    refuse: _Refuse,
+) -> None:
+    pure = PurePosixPath(cited)
+    if pure.is_absolute() or ".." in pure.parts:
+        refuse(cited, "cited path escapes the workspace root")
+        return
+    candidate = root / cited
+    if not candidate.exists() and not candidate.is_symlink():
+        unresolved.append(cited)
+        return
+    if _inside(root, cited) is None:
+        refuse(cited, "cited path resolves outside the workspace root (symlink)")
+        return
+    if not candidate.is_file():
+        unresolved.append(cited)
+        return
+    chosen.add(cited)
+    if candidate.name == SKILL_FILE:
+        folder = candidate.parent
+        chosen.update(_walk(root, folder, refuse))
+
+
+class _Refuse(Protocol):  # the shape of the `refuse` callback
+    def __call__(self, path: str, reason: str) -> None: ...
+
+
+def _skill_folder_files(root: Path, chosen: set[str], refuse: _Refuse) -> Iterator[str]:
+    for rel in sorted(chosen):
+        if PurePosixPath(rel).name == SKILL_FILE:
+            yield from _walk(root, root / PurePosixPath(rel).parent, refuse)
+
+
+def _is_workspace_file(rel: str) -> bool:
+    """Skill files and agent files: the workspace scope's definition of "knowledge"."""
+    parts = PurePosixPath(rel).parts
+    if parts[-1] == SKILL_FILE:
+        return True
+    if not rel.endswith(".md"):
+        return False
+    # An agent file sits in a folder named `agents` below the repository folder (not the
+    # repository that happens to be called "agents"), or under `specialists/`.
+    return "agents" in parts[1:-1] or parts[0] == "specialists"
+
+
+def _walk(root: Path, folder: Path, refuse: _Refuse) -> Iterator[str]:
+    """Indexable files below `folder`, as root-relative paths; never follows links out."""
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        base = Path(dirpath)
+        for name in sorted(filenames):
+            if name.startswith(".") or Path(name).suffix.lower() not in INDEXABLE_SUFFIXES:
+                continue
+            rel = (base / name).relative_to(root).as_posix()
+            path = base / name
+            if path.is_symlink():
+                if not path.exists():
+                    refuse(rel, "broken or looping symlink")
+                    continue
+                if _inside(root, rel) is None:
+                    refuse(rel, "symlink points outside the workspace root")
+                    continue
+            yield rel
+
+
+def _inside(root: Path, rel: str) -> Path | None:
+    """`root/rel` if it resolves inside the root (symlinks followed), else None."""
+    try:
+        resolved = (root / rel).resolve()
+    except (OSError, RuntimeError):  # symlink loop
+        return None
+    return resolved if resolved.is_relative_to(root) else None

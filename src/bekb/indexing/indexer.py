@@ -1,0 +1,279 @@
+"""Run an index build: plan → chunk → embed (cached) → write → commit, crash-safe at each step.
+
+Commit protocol (why a kill at any point leaves a usable index): chunks are written first and
+are invisible to readers until their file's registry record lists them; the registry record
+is the commit. Chunks a killed run left behind are not live and are deleted by the next run.
+A build under new model or chunker settings fills fresh collections and switches the active
+pointer only when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from bekb.chunking import CHUNKER_VERSION, TokenCounter, chunk_file
+from bekb.corpus.selection import Selection
+from bekb.domain import Chunk, IndexReport, Progress
+from bekb.embedding import Embedder, EmbeddingCache, ModelSpec, text_key
+from bekb.indexing.state import LoadedFile, Plan, plan
+from bekb.retrieval.bm25 import KeywordIndex
+from bekb.store import ChromaStore, FileRecord, IndexMeta
+
+ProgressCallback = Callable[[Progress], None]
+# Files committed per registry write: a kill loses at most this much finished work.
+COMMIT_EVERY = 64
+EMBED_BATCH = 256
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """What determines an index's contents besides the files: model and chunking."""
+
+    model: ModelSpec
+    chunk_tokens: int
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever vectors or chunk boundaries would: a different index."""
+        text = f"{self.model.fingerprint}|{CHUNKER_VERSION}|{self.chunk_tokens}"
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def bm25_folder(index_dir: Path, key: str, generation: int) -> Path:
+    """Where the keyword index of one committed generation lives."""
+    return index_dir / "bm25" / f"{key}-{generation}"
+
+
+class Indexer:
+    """Builds and updates the index in `store` from the files of a selection."""
+
+    def __init__(
+        self,
+        *,
+        store: ChromaStore,
+        index_dir: Path,
+        build: BuildSettings,
+        counter: TokenCounter,
+        embedder: Callable[[], Embedder],
+        cache: EmbeddingCache,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.store = store
+        self.index_dir = index_dir
+        self.build = build
+        self.counter = counter
+        self._embedder_factory = embedder
+        self._embedder: Embedder | None = None
+        self.cache = cache
+        self.on_progress = on_progress or (lambda _: None)
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model, loaded on first use (a no-op run never loads it)."""
+        if self._embedder is None:
+            self._embedder = self._embedder_factory()
+        return self._embedder
+
+    def run(self, selection: Selection, *, full: bool = False) -> IndexReport:
+        """Bring the index in line with the selection's files."""
+        started = time.perf_counter()
+        active = self.store.active()
+        rebuild = full or active is None or active.fingerprint != self.build.fingerprint
+        # A rebuild fills fresh collections, so readers keep the active index meanwhile.
+        key = active.collection if active and not rebuild else self._fresh_key(active)
+        records = {} if rebuild else self.store.files(key)
+        if not rebuild:
+            self._remove_orphans(key, records)
+        self.on_progress(Progress("scan", 0, len(selection.files)))
+        todo = plan(selection.root, selection.files, records)
+        self.on_progress(Progress("scan", len(selection.files), len(selection.files)))
+
+        chunks_by_file = self._chunk(todo.work)
+        all_chunks = [c for chunks in chunks_by_file.values() for c in chunks]
+        vectors, embedded, cached = self._embed(all_chunks)
+        self._write(key, todo, chunks_by_file, vectors, records)
+        self._forget(key, todo.deleted, records)
+
+        live = self.store.files(key)
+        generation = (active.generation if active else 0) + 1
+        self._save_keyword_index(key, generation, live)
+        seconds = time.perf_counter() - started
+        meta = IndexMeta(
+            fingerprint=self.build.fingerprint,
+            collection=key,
+            embed_model=self.build.model.name,
+            model_fingerprint=self.build.model.fingerprint,
+            dimensions=self._dimensions(all_chunks, vectors, active),
+            chunker_version=CHUNKER_VERSION,
+            chunk_tokens=self.build.chunk_tokens,
+            generation=generation,
+            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            build_seconds=round(seconds, 3),
+            agent_files=json.dumps(list(selection.agent_files)),
+            unresolved=json.dumps(list(selection.unresolved)),
+        )
+        self.store.set_active(meta)
+        self._tidy(meta)
+        self.on_progress(Progress("finish", 1, 1))
+        return IndexReport(
+            added=len(todo.new),
+            changed=len(todo.changed),
+            removed=len(todo.deleted),
+            unchanged=len(todo.unchanged),
+            chunks=sum(len(r.chunk_ids) for r in live.values()),
+            embedded=embedded,
+            cached=cached,
+            seconds=round(time.perf_counter() - started, 3),
+            full_rebuild=rebuild,
+            skipped=tuple(todo.skipped),
+            unresolved=selection.unresolved,
+            refused=selection.refused,
+        )
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _fresh_key(self, active: IndexMeta | None) -> str:
+        for stale in self.store.collection_keys():  # what an abandoned build left behind
+            if active is None or stale != active.collection:
+                self.store.drop(stale)
+        base = self.build.fingerprint
+        if active is None or active.collection != base:
+            return base
+        return f"{base}-{int(time.time() * 1000)}"
+
+    def _remove_orphans(self, key: str, records: dict[str, FileRecord]) -> None:
+        live = {cid for record in records.values() for cid in record.chunk_ids}
+        orphans = [cid for cid in self.store.chunk_ages(key) if cid not in live]
+        self.store.delete_chunks(key, orphans)
+
+    def _chunk(self, files: Sequence[LoadedFile]) -> dict[str, list[Chunk]]:
+        out: dict[str, list[Chunk]] = {}
+        for done, loaded in enumerate(files, start=1):
+            source = loaded.source
+            out[source.path] = chunk_file(
+                source.path,
+                loaded.text,
+                source.sha256,
+                self.counter,
+                max_tokens=self.build.chunk_tokens,
+            )
+            self.on_progress(Progress("chunk", done, len(files), source.path))
+        return out
+
+    def _embed(self, chunks: Sequence[Chunk]) -> tuple[dict[str, np.ndarray], int, int]:
+        """Vectors by cache key for every chunk; returns (vectors, computed, from cache)."""
+        model_key = self.build.model.fingerprint
+        keys = {text_key(c.embed_text): c.embed_text for c in chunks}
+        dims = self._known_dimensions()
+        found = self.cache.get_many(model_key, list(keys), dims) if dims else {}
+        missing = [k for k in keys if k not in found]
+        total = len(missing)
+        self.on_progress(Progress("embed", 0, total))
+        for start in range(0, total, EMBED_BATCH):
+            batch = missing[start : start + EMBED_BATCH]
+            vectors = self.embedder.embed([keys[k] for k in batch])
+            computed = dict(zip(batch, vectors, strict=True))
+            self.cache.put_many(model_key, computed)  # durable at once: a killed run resumes
+            found.update(computed)
+            self.on_progress(Progress("embed", min(start + EMBED_BATCH, total), total))
+        return found, total, len(keys) - total
+
+    def _write(
+        self,
+        key: str,
+        todo: Plan,
+        chunks_by_file: dict[str, list[Chunk]],
+        vectors: dict[str, np.ndarray],
+        records: dict[str, FileRecord],
+    ) -> None:
+        files = todo.work
+        now = time.time()
+        for start in range(0, len(files), COMMIT_EVERY):
+            batch = files[start : start + COMMIT_EVERY]
+            chunks = [c for f in batch for c in chunks_by_file[f.source.path]]
+            matrix = (
+                np.vstack([vectors[text_key(c.embed_text)] for c in chunks])
+                if chunks
+                else np.zeros((0, 1), dtype=np.float32)
+            )
+            self.store.put_chunks(key, chunks, matrix, now)
+            committed = [
+                FileRecord(
+                    path=f.source.path,
+                    sha256=f.source.sha256,
+                    size=f.source.size,
+                    mtime_ns=f.source.mtime_ns,
+                    chunk_ids=tuple(c.id for c in chunks_by_file[f.source.path]),
+                )
+                for f in batch
+            ]
+            self.store.put_files(key, committed)
+            replaced = {
+                cid
+                for f in batch
+                if f.source.path in records
+                for cid in records[f.source.path].chunk_ids
+            } - {c.id for c in chunks}
+            self.store.delete_chunks(key, sorted(replaced))
+            self.on_progress(Progress("write", min(start + COMMIT_EVERY, len(files)), len(files)))
+        if todo.restat:
+            self.store.put_files(
+                key,
+                [
+                    FileRecord(s.path, s.sha256, s.size, s.mtime_ns, records[s.path].chunk_ids)
+                    for s in todo.restat
+                ],
+            )
+
+    def _forget(self, key: str, paths: Sequence[str], records: dict[str, FileRecord]) -> None:
+        self.store.delete_files(key, paths)
+        self.store.delete_chunks(key, [cid for p in paths for cid in records[p].chunk_ids])
+
+    def _save_keyword_index(self, key: str, generation: int, live: dict[str, FileRecord]) -> None:
+        wanted = [cid for record in live.values() for cid in record.chunk_ids]
+        chunks = {c.id: c for c in self.store.get_chunks(key, wanted)}
+        ids = [cid for cid in wanted if cid in chunks]
+        index = KeywordIndex.build(ids, [chunks[cid].embed_text for cid in ids])
+        folder = bm25_folder(self.index_dir, key, generation)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        index.save(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+
+    def _tidy(self, meta: IndexMeta) -> None:
+        """Drop what the new active index replaced: old collections, old keyword indexes."""
+        for stale in self.store.collection_keys():
+            if stale != meta.collection:
+                self.store.drop(stale)
+        keep = {
+            bm25_folder(self.index_dir, meta.collection, meta.generation).name,
+            bm25_folder(self.index_dir, meta.collection, meta.generation - 1).name,
+        }
+        for folder in (self.index_dir / "bm25").glob("*"):
+            if folder.name not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _known_dimensions(self) -> int:
+        if self._embedder is not None:
+            return self._embedder.dimensions
+        active = self.store.active()
+        if active is not None and active.model_fingerprint == self.build.model.fingerprint:
+            return active.dimensions
+        return self.embedder.dimensions
+
+    def _dimensions(
+        self, chunks: Sequence[Chunk], vectors: dict[str, np.ndarray], active: IndexMeta | None
+    ) -> int:
+        if chunks:
+            return int(vectors[text_key(chunks[0].embed_text)].shape[0])
+        return self._known_dimensions()

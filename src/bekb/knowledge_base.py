@@ -1,0 +1,390 @@
+"""KnowledgeBase: index, search, ask and status over one workspace; the product's public face."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bekb.corpus.selection import Selection, check_root, select_files
+from bekb.domain import (
+    Answer,
+    CorpusStatus,
+    FileStatus,
+    Hit,
+    IndexReport,
+    IndexStatus,
+    Progress,
+    Source,
+)
+from bekb.errors import EmbeddingError, IndexNotBuiltError, UsageError
+from bekb.settings import Settings
+
+if TYPE_CHECKING:
+    from bekb.corpus.sync import SyncReport
+    from bekb.embedding import Embedder, ModelSpec, TokenizerCounter
+    from bekb.evaluation import Report as EvalReport
+    from bekb.retrieval.retriever import Retriever
+    from bekb.store import ChromaStore, IndexMeta
+
+MAX_QUESTION_CHARS = 4000
+MAX_K = 100
+
+
+class KnowledgeBase:
+    """One knowledge base: a workspace root, its index, and the questions asked of it.
+
+    Example:
+        kb = KnowledgeBase.open(root="../shared/corpus")
+        kb.index()
+        for hit in kb.search("how do I do sagas", k=3):
+            print(hit.label)
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: ChromaStore | None = None
+        self._retriever: Retriever | None = None
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, **overrides: Any) -> KnowledgeBase:
+        """A knowledge base from settings (read from bekb.toml and BEKB_* when not given)."""
+        if settings is None:
+            settings = Settings.load(**overrides)
+        elif overrides:
+            settings = Settings.load(**{**settings.model_dump(exclude_unset=True), **overrides})
+        return cls(settings)
+
+    # -- parts, created on first use ---------------------------------------------------------
+
+    @property
+    def store(self) -> ChromaStore:
+        """The Chroma store (embedded under the index dir, or the configured server)."""
+        if self._store is None:
+            from bekb.store import ChromaStore
+
+            self._store = ChromaStore(
+                index_dir=self.settings.index_dir, url=self.settings.chroma_url
+            )
+        return self._store
+
+    def _retrieval(self) -> Retriever:
+        if self._retriever is None:
+            from bekb.retrieval.retriever import Retriever
+
+            self._retriever = Retriever(self.store, self.settings.index_dir, self._query_embedder)
+        return self._retriever
+
+    def _model(self) -> ModelSpec:
+        from bekb.embedding import resolve_model
+
+        return resolve_model(self.settings.embed_model)
+
+    def selection(self) -> Selection:
+        """The files the settings select under the root."""
+        s = self.settings
+        return select_files(
+            s.root, agent_files=s.agent_files, scope=s.scope, include=s.include, exclude=s.exclude
+        )
+
+    # -- corpus ------------------------------------------------------------------------------
+
+    def sync(self, *, mirror: Path | None = None, lock_file: Path | None = None) -> SyncReport:
+        """Fill the root with the pinned corpus, from upstream or a local mirror, verified."""
+        from dataclasses import replace
+
+        from bekb.corpus.manifest import missing_from_lock, read_lock, repin_command
+        from bekb.corpus.sync import sync_corpus
+
+        s = self.settings
+        lock = read_lock(lock_file or s.lock_file)
+        report = sync_corpus(lock, s.root, mirror=mirror, raw_url=s.corpus_raw_url)
+        if not report.ok:
+            return report
+        missing = missing_from_lock(lock, self.selection())
+        repin = repin_command(mirror or s.root, s.agent_files) if missing else ""
+        return replace(report, unpinned=tuple(missing), repin=repin)
+
+    # -- indexing ----------------------------------------------------------------------------
+
+    def index(
+        self, *, full: bool = False, on_progress: Callable[[Progress], None] | None = None
+    ) -> IndexReport:
+        """Bring the index up to date with the corpus (only what changed, unless `full`)."""
+        from bekb.embedding import EmbeddingCache, SentenceTransformerEmbedder, TokenizerCounter
+        from bekb.indexing.indexer import BuildSettings, Indexer
+        from bekb.indexing.lock import write_lock
+
+        selection = self.selection()
+        spec = self._model()
+        with write_lock(self.settings.index_dir, self.settings.lock_timeout):
+            cache = EmbeddingCache(self.settings.index_dir / "embeddings.sqlite")
+            loaded: list[SentenceTransformerEmbedder] = []
+
+            def embedder() -> Embedder:
+                if not loaded:
+                    loaded.append(
+                        SentenceTransformerEmbedder(spec, batch_size=self.settings.embed_batch_size)
+                    )
+                return loaded[0]
+
+            counter = TokenizerCounter.for_model(spec)
+            indexer = Indexer(
+                store=self.store,
+                index_dir=self.settings.index_dir,
+                build=BuildSettings(spec, self.settings.chunk_tokens),
+                counter=counter,
+                embedder=embedder,
+                cache=cache,
+                on_progress=on_progress,
+            )
+            try:
+                report = indexer.run(selection, full=full)
+                self._ensure_onnx(spec, embedder, counter)
+            finally:
+                cache.close()
+        self._retriever = None
+        return report
+
+    def _ensure_onnx(
+        self, spec: ModelSpec, embedder: Callable[[], Embedder], counter: TokenizerCounter
+    ) -> None:
+        """Export the model for the fast query path, once per model (kept under the index)."""
+        from bekb.embedding import SentenceTransformerEmbedder, export_onnx
+
+        if self.settings.query_backend == "torch" or spec.path is None:
+            return
+        folder = self._onnx_folder(spec.fingerprint)
+        if (folder / "meta.json").exists():
+            return
+        model = embedder()
+        if not isinstance(model, SentenceTransformerEmbedder):
+            return
+        meta = self.store.active()
+        samples: list[str] = []
+        if meta is not None:
+            samples = [c.embed_text for c in self.store.get_chunks(meta.collection)[:64]]
+        # A model ONNX cannot reproduce is still served, through sentence-transformers.
+        with contextlib.suppress(EmbeddingError):
+            export_onnx(model, folder, samples)
+
+    def _onnx_folder(self, model_fingerprint: str) -> Path:
+        return self.settings.index_dir / "onnx" / model_fingerprint
+
+    def _query_embedder(self, meta: IndexMeta) -> Embedder:
+        from bekb.embedding import (
+            OnnxEmbedder,
+            SentenceTransformerEmbedder,
+            resolve_model,
+        )
+
+        folder = self._onnx_folder(meta.model_fingerprint)
+        backend = self.settings.query_backend
+        if backend != "torch" and (folder / "meta.json").exists():
+            return OnnxEmbedder(folder)
+        if backend == "onnx":
+            raise EmbeddingError(f"no ONNX export in {folder}: run `bekb index`")
+        return SentenceTransformerEmbedder(resolve_model(meta.embed_model))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def search(self, query: str, *, k: int | None = None) -> list[Hit]:
+        """The `k` best passages for `query`, best first."""
+        return list(self._search(query, k).hits)
+
+    def _search(self, query: str, k: int | None) -> Any:
+        text = _check_text(query, "query")
+        count = self.settings.k if k is None else k
+        if count < 1:
+            raise UsageError(f"k must be at least 1 (got {count})")
+        return self._retrieval().search(text, min(count, MAX_K))
+
+    def ask(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        persona: str | None = None,
+        use_llm: bool | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """Answer `question` from the corpus, in the persona's voice, with citations.
+
+        With an API key (and `use_llm` not False) Claude writes the answer; otherwise, or when
+        the API is briefly unavailable, the best passages are quoted. Nothing relevant found
+        gives `mode == "abstain"`.
+        """
+        from bekb.answering.extractive import ENABLE_HINT, abstention, extractive_answer
+        from bekb.answering.persona import load_persona
+
+        who = load_persona(check_root(self.settings.root), persona or self.settings.agent_files[0])
+        result = self._search(question, k)
+        hits = result.hits
+        if not hits or result.best_similarity < self.settings.abstain_threshold:
+            return Answer(question, "abstain", abstention(question, hits), (), hits, who.name)
+        wants_llm = self.settings.llm_enabled if use_llm is None else use_llm
+        notice = ENABLE_HINT
+        if wants_llm:
+            from bekb.errors import AnswerError
+
+            try:
+                text, citations = self._claude(question, hits, who, on_text)
+                return Answer(question, "llm", text, citations, hits, who.name)
+            except AnswerError as exc:
+                if not exc.transient:
+                    raise
+                notice = f"{exc} — showing the best passages instead."
+        text, citations = extractive_answer(hits, persona=who.name)
+        return Answer(question, "extractive", text, citations, hits, who.name, notice)
+
+    def _claude(self, question: str, hits: Any, who: Any, on_text: Any) -> Any:
+        from bekb.answering.llm import answer_with_claude, make_client
+        from bekb.answering.persona import system_prompt
+        from bekb.errors import ConfigError
+
+        s = self.settings
+        if not s.llm_enabled or s.anthropic_api_key is None:
+            raise ConfigError("--llm anthropic needs ANTHROPIC_API_KEY")
+        client = make_client(
+            api_key=s.anthropic_api_key.get_secret_value(),
+            base_url=s.anthropic_base_url,
+            timeout=s.llm_timeout,
+        )
+        return answer_with_claude(
+            client,
+            model=s.llm_model,
+            max_tokens=s.llm_max_tokens,
+            system=system_prompt(who),
+            question=question,
+            hits=hits,
+            on_text=on_text,
+        )
+
+    def evaluate(self, questions_file: Path) -> EvalReport:
+        """Score retrieval on golden questions (eval/dev.jsonl format).
+
+        `corpus: full` questions count only when the index covers the whole workspace.
+        """
+        from bekb.evaluation import Outcome, Question, evaluate, read_questions
+
+        questions = read_questions(questions_file)
+        threshold = self.settings.abstain_threshold
+
+        def retrieve(question: Question) -> Outcome:
+            result = self._search(question.question, 10)
+            return Outcome(
+                paths=tuple(h.path for h in result.hits),
+                texts=tuple(h.text for h in result.hits),
+                abstained=not result.hits or result.best_similarity < threshold,
+            )
+
+        whole = self.settings.scope == "workspace"
+        return evaluate(questions, retrieve, include=lambda q: whole or q.corpus != "full")
+
+    # -- status ------------------------------------------------------------------------------
+
+    def corpus_status(self) -> CorpusStatus:
+        """Every selected file compared with the index: indexed, new, changed or deleted."""
+        from bekb.indexing.state import plan
+
+        selection = self.selection()
+        meta = self._active_or_none()
+        records = self.store.files(meta.collection) if meta else {}
+        todo = plan(selection.root, selection.files, records, trust_stat=True)
+        files = [FileStatus(f.source.path, "new", f.source.sha256) for f in todo.new]
+        files += [FileStatus(f.source.path, "changed", f.source.sha256) for f in todo.changed]
+        files += [FileStatus(p, "indexed", records[p].sha256) for p in todo.unchanged]
+        files += [FileStatus(p, "deleted", records[p].sha256) for p in todo.deleted]
+        return CorpusStatus(
+            root=str(selection.root),
+            files=tuple(sorted(files, key=lambda f: f.path)),
+            unresolved=selection.unresolved,
+            refused=selection.refused,
+        )
+
+    def status(self) -> IndexStatus:
+        """The index at a glance: what built it, how big it is, what is stale."""
+        meta = self._active_or_none()
+        records = self.store.files(meta.collection) if meta else {}
+        stale = self.corpus_status().stale
+        folder = self._onnx_folder(meta.model_fingerprint) if meta else None
+        backend = "onnx" if folder and (folder / "meta.json").exists() else "sentence-transformers"
+        return IndexStatus(
+            root=str(self.settings.root.resolve()),
+            index_dir=str(self.settings.index_dir.resolve()),
+            agent_files=tuple(json.loads(meta.agent_files)) if meta else self.settings.agent_files,
+            built=meta is not None,
+            embed_model=meta.embed_model if meta else self.settings.embed_model,
+            dimensions=meta.dimensions if meta else 0,
+            chunker_version=meta.chunker_version if meta else "",
+            files=len(records),
+            chunks=sum(len(r.chunk_ids) for r in records.values()),
+            last_build=meta.built_at if meta else None,
+            last_build_seconds=meta.build_seconds if meta else None,
+            store=self.store.mode,
+            size_bytes=_folder_size(self.settings.index_dir),
+            stale=stale,
+            query_backend=backend if meta else "",
+        )
+
+    def sources(self) -> list[Source]:
+        """Indexed files with their titles and descriptions."""
+        from bekb.chunking.blocks import split_lines
+        from bekb.chunking.markdown import parse_frontmatter
+
+        meta = self._active()
+        out = []
+        for path, record in sorted(self.store.files(meta.collection).items()):
+            title, description = Path(path).stem, ""
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                head = (self.settings.root / path).read_text(encoding="utf-8")[:4000]
+                front = parse_frontmatter(split_lines(head))
+                if front is not None:
+                    title = front.name or title
+                    description = front.description
+            out.append(Source(path, title, description, len(record.chunk_ids)))
+        return out
+
+    def document(self, path: str) -> str:
+        """The full text of an indexed file; paths outside the indexed set are refused."""
+        meta = self._active()
+        if path not in self.store.files(meta.collection):
+            raise UsageError(f"{path!r} is not an indexed file (see `bekb corpus status`)")
+        root = check_root(self.settings.root)
+        full = (root / path).resolve()
+        if not full.is_relative_to(root):
+            raise UsageError(f"{path!r} is outside the workspace root")
+        return full.read_text(encoding="utf-8")
+
+    def is_built(self) -> bool:
+        """Whether an index has been committed (searches can run)."""
+        return self._active_or_none() is not None
+
+    def _active(self) -> IndexMeta:
+        meta = self._active_or_none()
+        if meta is None:
+            raise IndexNotBuiltError("no index yet: run `bekb index` first")
+        return meta
+
+    def _active_or_none(self) -> IndexMeta | None:
+        return self.store.active()
+
+
+def _check_text(text: str, what: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError(f"the {what} is empty")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise UsageError(f"the {what} is {len(text)} characters; the limit is {MAX_QUESTION_CHARS}")
+    cleaned = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in text)
+    return cleaned.strip()
+
+
+def _folder_size(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*") if folder.exists() else ():
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                total += path.stat().st_size
+    return total

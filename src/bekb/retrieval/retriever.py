@@ -1,0 +1,179 @@
+"""Hybrid retrieval: dense (Chroma) + BM25 → reciprocal rank fusion → merged, deduplicated hits."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bekb.domain import Chunk, Hit, HitExplain
+from bekb.embedding import Embedder, Vectors
+from bekb.errors import IndexNotBuiltError
+from bekb.indexing.indexer import bm25_folder
+from bekb.retrieval.bm25 import KeywordIndex
+from bekb.retrieval.fusion import reciprocal_rank_fusion
+from bekb.store import ChromaStore, FileRecord, IndexMeta
+
+# Candidates each retriever contributes before fusion.
+CANDIDATES = 40
+# Dense similarity counts a little more than BM25 in the fusion (calibrated on the dev set).
+WEIGHTS = {"dense": 1.0, "bm25": 1.0}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Hits, best first, and the best dense similarity (what abstention looks at)."""
+
+    hits: tuple[Hit, ...]
+    best_similarity: float
+
+
+@dataclass
+class _Snapshot:
+    meta: IndexMeta
+    records: dict[str, FileRecord]
+    live: set[str]
+    keywords: KeywordIndex
+
+
+class Retriever:
+    """Searches the active index; reloads its view when a new generation is committed."""
+
+    def __init__(
+        self,
+        store: ChromaStore,
+        index_dir: Path,
+        embedder: Callable[[IndexMeta], Embedder],
+    ) -> None:
+        self.store = store
+        self.index_dir = index_dir
+        self._embedder_factory = embedder
+        self._embedder: Embedder | None = None
+        self._snapshot: _Snapshot | None = None
+
+    def snapshot(self) -> _Snapshot:
+        """The committed index as of now (cached until its generation changes)."""
+        meta = self.store.active()
+        if meta is None:
+            raise IndexNotBuiltError("no index yet: run `bekb index` first")
+        if self._snapshot is not None and self._snapshot.meta == meta:
+            return self._snapshot
+        records = self.store.files(meta.collection)
+        live = {cid for record in records.values() for cid in record.chunk_ids}
+        self._snapshot = _Snapshot(meta, records, live, self._keywords(meta, records))
+        if self._embedder is not None and self._embedder.model_id != meta.embed_model:
+            self._embedder = None
+        return self._snapshot
+
+    def embed_query(self, query: str, meta: IndexMeta) -> Vectors:
+        """The query's vector (a 1-row matrix) under the model that built the index."""
+        if self._embedder is None:
+            self._embedder = self._embedder_factory(meta)
+        vectors: Vectors = self._embedder.embed([query])
+        return vectors[:1]
+
+    def search(self, query: str, k: int) -> SearchResult:
+        """The `k` best passages for `query`."""
+        snap = self.snapshot()
+        key = snap.meta.collection
+        vector = self.embed_query(query, snap.meta)
+        dense = [
+            (cid, sim) for cid, sim in self.store.query(key, vector, CANDIDATES) if cid in snap.live
+        ]
+        lexical = [
+            (cid, s) for cid, s in snap.keywords.search(query, CANDIDATES) if cid in snap.live
+        ]
+        similarity = dict(dense)
+        fused = reciprocal_rank_fusion(
+            {"dense": [c for c, _ in dense], "bm25": [c for c, _ in lexical]}, weights=WEIGHTS
+        )
+        top = fused[: k * 3]
+        chunks = {c.id: c for c in self.store.get_chunks(key, [f.id for f in top])}
+        hits = []
+        for entry in top:
+            chunk = chunks.get(entry.id)
+            if chunk is None:
+                continue
+            explain = HitExplain(
+                dense_rank=entry.ranks.get("dense"),
+                bm25_rank=entry.ranks.get("bm25"),
+                dense_similarity=similarity.get(entry.id),
+                fused=entry.score,
+            )
+            hits.append((chunk, explain))
+        merged = merge_neighbours(hits)[:k]
+        best = max((sim for _, sim in dense), default=0.0)
+        return SearchResult(tuple(merged), best)
+
+    def _keywords(self, meta: IndexMeta, records: dict[str, FileRecord]) -> KeywordIndex:
+        folder = bm25_folder(self.index_dir, meta.collection, meta.generation)
+        try:
+            return KeywordIndex.load(folder)
+        except (OSError, ValueError):
+            pass
+        # Not built here yet (server mode, another machine indexed) or damaged: rebuild from
+        # the store and keep it as this machine's cache.
+        wanted = [cid for record in records.values() for cid in record.chunk_ids]
+        chunks = {c.id: c for c in self.store.get_chunks(meta.collection, wanted)}
+        ids = [cid for cid in wanted if cid in chunks]
+        index = KeywordIndex.build(ids, [chunks[cid].embed_text for cid in ids])
+        tmp = folder.with_name(folder.name + ".tmp")
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            index.save(tmp)
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+        except OSError:
+            pass  # a read-only or racing index dir: the in-memory index still serves
+        return index
+
+
+def merge_neighbours(hits: Sequence[tuple[Chunk, HitExplain]]) -> list[Hit]:
+    """Hits best first; chunks adjacent in one section of one file become one passage."""
+    out: list[Hit] = []
+    placed: dict[tuple[str, int], int] = {}  # (path, ordinal) → index in `out`
+    members: list[list[Chunk]] = []
+    for chunk, explain in hits:
+        slot = None
+        for neighbour in (chunk.ordinal - 1, chunk.ordinal + 1):
+            index = placed.get((chunk.path, neighbour))
+            if index is not None and members[index][0].heading == chunk.heading:
+                slot = index
+                break
+        if slot is None:
+            placed[(chunk.path, chunk.ordinal)] = len(out)
+            members.append([chunk])
+            out.append(_hit(chunk, explain, explain.fused))
+            continue
+        placed[(chunk.path, chunk.ordinal)] = slot
+        group = sorted([*members[slot], chunk], key=lambda c: c.ordinal)
+        if any(b.ordinal - a.ordinal != 1 for a, b in itertools.pairwise(group)):
+            placed[(chunk.path, chunk.ordinal)] = len(out)
+            members.append([chunk])
+            out.append(_hit(chunk, explain, explain.fused))
+            continue
+        members[slot] = group
+        out[slot] = replace(
+            out[slot],
+            text="".join(c.text for c in group),
+            start_line=group[0].start_line,
+            end_line=group[-1].end_line,
+            chunk_ids=tuple(c.id for c in group),
+        )
+    return out
+
+
+def _hit(chunk: Chunk, explain: HitExplain, score: float) -> Hit:
+    return Hit(
+        path=chunk.path,
+        heading=chunk.heading,
+        start_line=chunk.start_line,
+        end_line=chunk.end_line,
+        text=chunk.text,
+        score=round(score, 6),
+        kind=chunk.kind,
+        chunk_ids=(chunk.id,),
+        explain=explain,
+    )

