@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from bekb.corpus.sync import SyncReport
     from bekb.embedding import Embedder, ModelSpec, TokenizerCounter
     from bekb.evaluation import Report as EvalReport
-    from bekb.retrieval.retriever import Retriever
+    from bekb.retrieval.retriever import Retriever, SearchResult
     from bekb.store import ChromaStore, IndexMeta
 
 MAX_QUESTION_CHARS = 4000
@@ -43,19 +44,26 @@ class KnowledgeBase:
             print(hit.label)
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.settings = settings
+        self._embedder = embedder
         self._store: ChromaStore | None = None
         self._retriever: Retriever | None = None
 
     @classmethod
-    def open(cls, settings: Settings | None = None, **overrides: Any) -> KnowledgeBase:
-        """A knowledge base from settings (read from bekb.toml and BEKB_* when not given)."""
+    def open(
+        cls, settings: Settings | None = None, *, embedder: Embedder | None = None, **overrides: Any
+    ) -> KnowledgeBase:
+        """A knowledge base from settings (read from bekb.toml and BEKB_* when not given).
+
+        `embedder` replaces the configured model for indexing and queries alike (tests, or
+        an application that already holds a loaded model).
+        """
         if settings is None:
             settings = Settings.load(**overrides)
         elif overrides:
             settings = Settings.load(**{**settings.model_dump(exclude_unset=True), **overrides})
-        return cls(settings)
+        return cls(settings, embedder=embedder)
 
     # -- parts, created on first use ---------------------------------------------------------
 
@@ -113,7 +121,12 @@ class KnowledgeBase:
         self, *, full: bool = False, on_progress: Callable[[Progress], None] | None = None
     ) -> IndexReport:
         """Bring the index up to date with the corpus (only what changed, unless `full`)."""
-        from bekb.embedding import EmbeddingCache, SentenceTransformerEmbedder, TokenizerCounter
+        from bekb.embedding import (
+            EmbeddingCache,
+            ModelSpec,
+            SentenceTransformerEmbedder,
+            TokenizerCounter,
+        )
         from bekb.indexing.indexer import BuildSettings, Indexer
         from bekb.indexing.lock import write_lock
 
@@ -124,6 +137,8 @@ class KnowledgeBase:
             loaded: list[SentenceTransformerEmbedder] = []
 
             def embedder() -> Embedder:
+                if self._embedder is not None:
+                    return self._embedder
                 if not loaded:
                     loaded.append(
                         SentenceTransformerEmbedder(spec, batch_size=self.settings.embed_batch_size)
@@ -131,6 +146,8 @@ class KnowledgeBase:
                 return loaded[0]
 
             counter = TokenizerCounter.for_model(spec)
+            if self._embedder is not None:  # an injected model is its own identity
+                spec = ModelSpec(self._embedder.model_id, spec.path)
             indexer = Indexer(
                 store=self.store,
                 index_dir=self.settings.index_dir,
@@ -148,13 +165,41 @@ class KnowledgeBase:
         self._retriever = None
         return report
 
+    if TYPE_CHECKING:  # names for `watch`'s signature only
+        from threading import Event
+
+        from bekb.indexing.watch import ErrorCallback, RebuildCallback
+
+    def watch(
+        self,
+        *,
+        debounce_ms: int = 400,
+        on_rebuild: RebuildCallback,
+        on_error: ErrorCallback,
+        stop_event: Event | None = None,
+    ) -> None:
+        """Index now, then again after every burst of file changes, until stopped.
+
+        Each rebuild's report goes to `on_rebuild`; a failed rebuild's BekbError goes to
+        `on_error` and watching continues. Returns when `stop_event` is set or on Ctrl-C.
+        """
+        from bekb.indexing.watch import watch
+
+        watch(
+            self,
+            debounce_ms=debounce_ms,
+            on_rebuild=on_rebuild,
+            on_error=on_error,
+            stop_event=stop_event,
+        )
+
     def _ensure_onnx(
         self, spec: ModelSpec, embedder: Callable[[], Embedder], counter: TokenizerCounter
     ) -> None:
         """Export the model for the fast query path, once per model (kept under the index)."""
         from bekb.embedding import SentenceTransformerEmbedder, export_onnx
 
-        if self.settings.query_backend == "torch" or spec.path is None:
+        if self.settings.query_backend == "torch" or spec.path is None or self._embedder:
             return
         folder = self._onnx_folder(spec.fingerprint)
         if (folder / "meta.json").exists():
@@ -180,6 +225,8 @@ class KnowledgeBase:
             resolve_model,
         )
 
+        if self._embedder is not None:
+            return self._embedder
         folder = self._onnx_folder(meta.model_fingerprint)
         backend = self.settings.query_backend
         if backend != "torch" and (folder / "meta.json").exists():
@@ -190,16 +237,42 @@ class KnowledgeBase:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def search(self, query: str, *, k: int | None = None) -> list[Hit]:
-        """The `k` best passages for `query`, best first."""
-        return list(self._search(query, k).hits)
+    def search(self, query: str, *, k: int | None = None, refresh: bool = False) -> list[Hit]:
+        """The `k` best passages for `query`, best first.
 
-    def _search(self, query: str, k: int | None) -> Any:
+        Hits from files changed since indexing are marked `stale`; with `refresh` (or the
+        `auto_refresh` setting) the changed files are re-indexed first.
+        """
+        return list(self._search(query, k, refresh=refresh).hits)
+
+    def _search(
+        self, query: str, k: int | None, *, refresh: bool = False, check_fresh: bool = True
+    ) -> SearchResult:
         text = _check_text(query, "query")
         count = self.settings.k if k is None else k
         if count < 1:
             raise UsageError(f"k must be at least 1 (got {count})")
-        return self._retrieval().search(text, min(count, MAX_K))
+        stale = self._stale_after(refresh) if check_fresh else set()
+        result = self._retrieval().search(text, min(count, MAX_K))
+        if not stale:
+            return result
+        hits = tuple(replace(h, stale=True) if h.path in stale else h for h in result.hits)
+        return replace(result, hits=hits)
+
+    def stale(self) -> tuple[FileStatus, ...]:
+        """Files added, changed or deleted since the last index.
+
+        Cheap: a file whose size and mtime match the index is not read; only the others are
+        hashed.
+        """
+        return self.corpus_status().stale
+
+    def _stale_after(self, refresh: bool) -> set[str]:
+        stale = {f.path for f in self.stale()}
+        if stale and (refresh or self.settings.auto_refresh):
+            self.index()
+            return set()
+        return stale
 
     def ask(
         self,
@@ -208,6 +281,7 @@ class KnowledgeBase:
         k: int | None = None,
         persona: str | None = None,
         use_llm: bool | None = None,
+        refresh: bool = False,
         on_text: Callable[[str], None] | None = None,
     ) -> Answer:
         """Answer `question` from the corpus, in the persona's voice, with citations.
@@ -219,10 +293,11 @@ class KnowledgeBase:
         from bekb.answering.extractive import ENABLE_HINT, abstention, extractive_answer
         from bekb.answering.persona import load_persona
 
+        question = _check_text(question, "question")
         who = load_persona(check_root(self.settings.root), persona or self.settings.agent_files[0])
-        result = self._search(question, k)
+        result = self._search(question, k, refresh=refresh)
         hits = result.hits
-        if not hits or result.best_similarity < self.settings.abstain_threshold:
+        if self._off_topic(result):
             return Answer(question, "abstain", abstention(question, hits), (), hits, who.name)
         wants_llm = self.settings.llm_enabled if use_llm is None else use_llm
         notice = ENABLE_HINT
@@ -238,6 +313,10 @@ class KnowledgeBase:
                 notice = f"{exc} — showing the best passages instead."
         text, citations = extractive_answer(hits, persona=who.name)
         return Answer(question, "extractive", text, citations, hits, who.name, notice)
+
+    def _off_topic(self, result: SearchResult) -> bool:
+        s = self.settings
+        return result.off_topic(min_similarity=s.abstain_threshold, min_coverage=s.abstain_coverage)
 
     def _claude(self, question: str, hits: Any, who: Any, on_text: Any) -> Any:
         from bekb.answering.llm import answer_with_claude, make_client
@@ -270,14 +349,13 @@ class KnowledgeBase:
         from bekb.evaluation import Outcome, Question, evaluate, read_questions
 
         questions = read_questions(questions_file)
-        threshold = self.settings.abstain_threshold
 
         def retrieve(question: Question) -> Outcome:
-            result = self._search(question.question, 10)
+            result = self._search(question.question, 10, check_fresh=False)
             return Outcome(
                 paths=tuple(h.path for h in result.hits),
                 texts=tuple(h.text for h in result.hits),
-                abstained=not result.hits or result.best_similarity < threshold,
+                abstained=self._off_topic(result),
             )
 
         whole = self.settings.scope == "workspace"

@@ -96,10 +96,18 @@ class Settings(BaseSettings):
         description="Messages API base URL (environment ANTHROPIC_BASE_URL).",
     )
     abstain_threshold: float = Field(
-        0.30,
+        0.40,
         ge=-1.0,
         le=1.0,
-        description="Below this best dense cosine similarity, `ask` abstains.",
+        description="`ask` abstains when the nearest passage's cosine similarity is below "
+        "this and the query's term coverage is below `abstain_coverage`.",
+    )
+    abstain_coverage: float = Field(
+        0.80,
+        ge=0.0,
+        le=1.0,
+        description="Share of the query's terms that must occur in the corpus for a loosely "
+        "similar best passage to still count as on-topic.",
     )
     rerank_model: str | None = Field(
         None, description="Optional cross-encoder (sentence-transformers id or path)."

@@ -6,17 +6,21 @@ Three collections per knowledge base (prefix `bekb`):
 `bekb-meta` (one record: which index is active), `bekb-chunks-<fp>` (vectors, text and
 citation metadata) and `bekb-files-<fp>` (one record per file: hash and chunk ids; writing it
 is the commit point of that file). `<fp>` fingerprints the model and chunker settings, so a
-different model builds beside the old index and never mixes with it.
+different model builds beside the old index and never mixes with it. A replaced index is
+renamed `bekb-retired-<ms>-...` and deleted a grace period later, so searches that began on
+it (in any process) finish.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from bekb.domain import Chunk
 from bekb.errors import StoreError
@@ -26,6 +30,10 @@ if TYPE_CHECKING:
 
 ACTIVE = "active"
 _UNIT = [1.0]  # registry records need an embedding; they are never searched by vector
+_T = TypeVar("_T")
+# Seconds a dropped index stays readable under a retired name, for searches that read the
+# active pointer just before a rebuild switched it (a search takes milliseconds).
+RETIRE_GRACE = 60.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,13 @@ def chroma_errors(action: str, url: str | None = None) -> Iterator[None]:
                 f"cannot reach the Chroma server at {url}: is `chroma run` up?"
             ) from exc
         raise StoreError(f"Chroma failed to {action}: {text[:300]}") from exc
+
+
+def _is_missing(exc: BaseException | None) -> bool:
+    """Whether Chroma said a collection does not exist (by name, or by the id of a handle)."""
+    from chromadb.errors import NotFoundError
+
+    return isinstance(exc, NotFoundError) or "does not exist" in str(exc)
 
 
 class ChromaStore:
@@ -123,28 +138,62 @@ class ChromaStore:
                 try:
                     collection = self._client.get_collection(name, embedding_function=None)
                 except Exception as exc:
-                    if "does not exist" in str(exc):
+                    if _is_missing(exc):
                         return None
                     raise
         self._cache[name] = collection
         return collection
 
-    def _chunks(self, key: str, create: bool = True) -> Any:
-        return self._collection(f"{self.prefix}-chunks-{key}", create=create)
+    def _use(
+        self,
+        name: str,
+        action: str,
+        op: Callable[[Any], _T],
+        *,
+        create: bool = True,
+        missing: _T,
+    ) -> _T:
+        """`op(collection)` with Chroma errors mapped; `missing` when the collection is absent.
 
-    def _files(self, key: str, create: bool = True) -> Any:
-        return self._collection(f"{self.prefix}-files-{key}", create=create)
+        A cached handle goes stale when another client (process or machine) drops the
+        collection and creates one of the same name, as alternating rebuilds do: Chroma then
+        answers "does not exist" for the old id, so the name is resolved again, once.
+        """
+        cached = name in self._cache
+        collection = self._collection(name, create=create)
+        if collection is None:
+            return missing
+        try:
+            with chroma_errors(action, self.url):
+                return op(collection)
+        except StoreError as exc:
+            if not (cached and _is_missing(exc.__cause__)):
+                raise
+        self._cache.pop(name, None)
+        collection = self._collection(name, create=create)
+        if collection is None:
+            return missing
+        with chroma_errors(action, self.url):
+            return op(collection)
+
+    def _chunks_name(self, key: str) -> str:
+        return f"{self.prefix}-chunks-{key}"
+
+    def _files_name(self, key: str) -> str:
+        return f"{self.prefix}-files-{key}"
 
     # -- the active pointer --------------------------------------------------------------
 
     def active(self) -> IndexMeta | None:
         """The committed index, or None before the first build."""
-        meta = self._collection(f"{self.prefix}-meta", create=False)
-        if meta is None:
-            return None
-        with chroma_errors("read the index pointer", self.url):
-            got = meta.get(ids=[ACTIVE], include=["metadatas"])
-        if not got["ids"]:
+        got = self._use(
+            f"{self.prefix}-meta",
+            "read the index pointer",
+            lambda meta: meta.get(ids=[ACTIVE], include=["metadatas"]),
+            create=False,
+            missing=None,
+        )
+        if got is None or not got["ids"]:
             return None
         data = got["metadatas"][0]
         try:
@@ -154,36 +203,67 @@ class ChromaStore:
 
     def set_active(self, meta: IndexMeta) -> None:
         """Make `meta` the committed index."""
-        collection = self._collection(f"{self.prefix}-meta")
-        with chroma_errors("write the index pointer", self.url):
-            collection.upsert(
+        self._use(
+            f"{self.prefix}-meta",
+            "write the index pointer",
+            lambda collection: collection.upsert(
                 ids=[ACTIVE], embeddings=[_UNIT], metadatas=[asdict(meta)], documents=[ACTIVE]
-            )
+            ),
+            missing=None,
+        )
+        self._purge_retired()
 
     def collection_keys(self) -> list[str]:
         """Collection suffixes of every index this prefix has in the store (active or not)."""
-        with chroma_errors("list collections", self.url):
-            names = [c if isinstance(c, str) else c.name for c in self._client.list_collections()]
         head = f"{self.prefix}-files-"
-        return sorted(n[len(head) :] for n in names if n.startswith(head))
+        return sorted(n[len(head) :] for n in self._names() if n.startswith(head))
 
     def drop(self, key: str) -> None:
-        """Delete an index's collections."""
-        for name in (f"{self.prefix}-chunks-{key}", f"{self.prefix}-files-{key}"):
+        """Retire an index's collections: their names are free at once, their data goes later.
+
+        A reader in another process may have read the active pointer just before a rebuild
+        moved it and still be searching the old index; renaming keeps that search working
+        (handles address collections by id), and the data is deleted `RETIRE_GRACE` seconds
+        later by a later commit or drop.
+        """
+        retired = f"{self.prefix}-retired-{int(time.time() * 1000)}-"
+        for name in (self._chunks_name(key), self._files_name(key)):
             self._cache.pop(name, None)
             # Already gone is fine: dropping is how leftovers are tidied.
             with contextlib.suppress(Exception):
-                self._client.delete_collection(name)
+                collection = self._client.get_collection(name, embedding_function=None)
+                collection.modify(name=retired + name[len(self.prefix) + 1 :])
+        self._purge_retired()
+
+    def _purge_retired(self) -> None:
+        """Delete retired collections past their grace (best effort: tidying, not work)."""
+        head = f"{self.prefix}-retired-"
+        deadline_ms = (time.time() - RETIRE_GRACE) * 1000
+        with contextlib.suppress(StoreError):
+            for name in self._names():
+                stamp = name[len(head) :].split("-", 1)[0]
+                if name.startswith(head) and stamp.isdigit() and int(stamp) < deadline_ms:
+                    # Another client may be purging the same one: gone is fine.
+                    with contextlib.suppress(Exception):
+                        self._client.delete_collection(name)
+
+    def _names(self) -> list[str]:
+        with chroma_errors("list collections", self.url):
+            return [c if isinstance(c, str) else c.name for c in self._client.list_collections()]
 
     # -- the file registry -----------------------------------------------------------------
 
     def files(self, key: str) -> dict[str, FileRecord]:
         """Every committed file of an index, by path."""
-        collection = self._files(key, create=False)
-        if collection is None:
+        got = self._use(
+            self._files_name(key),
+            "read the file registry",
+            lambda files: files.get(include=["metadatas", "documents"]),
+            create=False,
+            missing=None,
+        )
+        if got is None:
             return {}
-        with chroma_errors("read the file registry", self.url):
-            got = collection.get(include=["metadatas", "documents"])
         records = {}
         for path, data, doc in zip(got["ids"], got["metadatas"], got["documents"], strict=True):
             records[path] = FileRecord(
@@ -199,23 +279,31 @@ class ChromaStore:
         """Commit files: from now on their chunk lists are the live ones."""
         if not records:
             return
-        collection = self._files(key)
-        with chroma_errors("commit files", self.url):
-            for batch in _batches(list(records), self._batch_size()):
-                collection.upsert(
+        for batch in _batches(list(records), self._batch_size()):
+            self._use(
+                self._files_name(key),
+                "commit files",
+                functools.partial(
+                    _upsert,
                     ids=[r.path for r in batch],
                     embeddings=[_UNIT] * len(batch),
                     documents=[json.dumps(list(r.chunk_ids)) for r in batch],
                     metadatas=[
                         {"sha256": r.sha256, "size": r.size, "mtime_ns": r.mtime_ns} for r in batch
                     ],
-                )
+                ),
+                missing=None,
+            )
 
     def delete_files(self, key: str, paths: Sequence[str]) -> None:
         """Forget files (their chunks go separately)."""
         if paths:
-            with chroma_errors("remove files", self.url):
-                self._files(key).delete(ids=list(paths))
+            self._use(
+                self._files_name(key),
+                "remove files",
+                functools.partial(_delete, ids=list(paths)),
+                missing=None,
+            )
 
     # -- chunks -----------------------------------------------------------------------------
 
@@ -225,32 +313,43 @@ class ChromaStore:
         """Write chunks with their vectors (not yet live until their file is committed)."""
         if not chunks:
             return
-        collection = self._chunks(key)
         size = self._batch_size()
-        with chroma_errors("write chunks", self.url):
-            for start in range(0, len(chunks), size):
-                batch = chunks[start : start + size]
-                collection.upsert(
+        for start in range(0, len(chunks), size):
+            batch = chunks[start : start + size]
+            self._use(
+                self._chunks_name(key),
+                "write chunks",
+                functools.partial(
+                    _upsert,
                     ids=[c.id for c in batch],
                     embeddings=vectors[start : start + size],
                     documents=[c.text for c in batch],
                     metadatas=[_chunk_metadata(c, written_at) for c in batch],
-                )
+                ),
+                missing=None,
+            )
 
     def delete_chunks(self, key: str, ids: Sequence[str]) -> None:
         """Remove chunks by id."""
-        collection = self._chunks(key)
-        with chroma_errors("delete chunks", self.url):
-            for batch in _batches(list(ids), self._batch_size()):
-                collection.delete(ids=batch)
+        for batch in _batches(list(ids), self._batch_size()):
+            self._use(
+                self._chunks_name(key),
+                "delete chunks",
+                functools.partial(_delete, ids=batch),
+                missing=None,
+            )
 
     def chunk_ages(self, key: str) -> dict[str, float]:
         """Every chunk id in the store with the time it was written."""
-        collection = self._chunks(key, create=False)
-        if collection is None:
+        got = self._use(
+            self._chunks_name(key),
+            "list chunks",
+            lambda collection: collection.get(include=["metadatas"]),
+            create=False,
+            missing=None,
+        )
+        if got is None:
             return {}
-        with chroma_errors("list chunks", self.url):
-            got = collection.get(include=["metadatas"])
         return {
             i: float(m.get("written_at", 0.0))
             for i, m in zip(got["ids"], got["metadatas"], strict=True)
@@ -258,13 +357,19 @@ class ChromaStore:
 
     def get_chunks(self, key: str, ids: Sequence[str] | None = None) -> list[Chunk]:
         """Chunks by id (all of them when `ids` is None), in no particular order."""
-        collection = self._chunks(key, create=False)
-        if collection is None or (ids is not None and not ids):
+        if ids is not None and not ids:
             return []
-        with chroma_errors("read chunks", self.url):
-            got = collection.get(
+        got = self._use(
+            self._chunks_name(key),
+            "read chunks",
+            lambda collection: collection.get(
                 ids=list(ids) if ids is not None else None, include=["metadatas", "documents"]
-            )
+            ),
+            create=False,
+            missing=None,
+        )
+        if got is None:
+            return []
         return [
             _chunk_from(i, d, m)
             for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
@@ -272,24 +377,30 @@ class ChromaStore:
 
     def count(self, key: str) -> int:
         """Number of chunk records (live or not)."""
-        collection = self._chunks(key, create=False)
-        if collection is None:
-            return 0
-        with chroma_errors("count chunks", self.url):
-            return int(collection.count())
+        return int(
+            self._use(
+                self._chunks_name(key),
+                "count chunks",
+                lambda collection: collection.count(),
+                create=False,
+                missing=0,
+            )
+        )
 
     def query(self, key: str, vector: Vectors, n: int) -> list[tuple[str, float]]:
         """Nearest chunk ids to `vector` (a 1-row matrix) with cosine similarity, best first."""
-        collection = self._chunks(key, create=False)
-        if collection is None:
-            return []
-        with chroma_errors("search", self.url):
+
+        def nearest(collection: Any) -> Any:
             total = collection.count()
             if total == 0:
-                return []
-            got = collection.query(
+                return None
+            return collection.query(
                 query_embeddings=vector, n_results=min(n, total), include=["distances"]
             )
+
+        got = self._use(self._chunks_name(key), "search", nearest, create=False, missing=None)
+        if got is None:
+            return []
         return [
             (i, 1.0 - float(d)) for i, d in zip(got["ids"][0], got["distances"][0], strict=True)
         ]
@@ -327,6 +438,14 @@ def _chunk_from(chunk_id: str, text: str | None, data: dict[str, Any]) -> Chunk:
         context=str(data.get("context", "")),
         file_sha256=str(data.get("file_sha256", "")),
     )
+
+
+def _upsert(collection: Any, **rows: Any) -> None:
+    collection.upsert(**rows)
+
+
+def _delete(collection: Any, *, ids: list[str]) -> None:
+    collection.delete(ids=ids)
 
 
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from bekb.chunking.blocks import (
@@ -19,9 +18,10 @@ from bekb.chunking.blocks import (
 from bekb.chunking.markdown import first_heading, sections
 from bekb.chunking.syntax import GRAMMARS, code_blocks
 from bekb.domain import Chunk, ChunkKind
+from bekb.errors import ConfigError
 
 # Bump when chunk boundaries or context headers change: it forces a full rebuild.
-CHUNKER_VERSION = "3"
+CHUNKER_VERSION = "5"
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdx"})
 # A context header never takes more than this share of the window.
 HEADER_SHARE = 0.25
@@ -29,6 +29,8 @@ HEADER_SHARE = 0.25
 MIN_SECTION_TOKENS = 24
 # A chunk this small (a horizontal rule, a closing line) is folded into a neighbour.
 MIN_CHUNK_TOKENS = 12
+# Below this a context header and one token of text no longer fit reliably.
+MIN_WINDOW_TOKENS = 16
 
 __all__ = ["CHUNKER_VERSION", "TokenCounter", "chunk_file"]
 
@@ -40,8 +42,16 @@ def chunk_file(
 
     Whitespace-only stretches between chunks are the only text not kept. `max_tokens` caps
     the chunk size (context header included) below the model's own window.
+
+    Raises:
+        ConfigError: the window is smaller than MIN_WINDOW_TOKENS.
     """
     window = min(counter.max_tokens, max_tokens) if max_tokens else counter.max_tokens
+    if window < MIN_WINDOW_TOKENS:
+        raise ConfigError(
+            f"chunk size of {window} tokens is too small: use at least {MIN_WINDOW_TOKENS} "
+            "(chunk_tokens = 0 means the model's own maximum)"
+        )
     suffix = PurePosixPath(path).suffix.lower()
     if suffix in MARKDOWN_SUFFIXES:
         runs = _markdown_runs(path, text, counter)
@@ -81,17 +91,20 @@ def chunk_file(
 def _merge_tiny(
     placed: list[tuple[_Run, Piece]], window: int, counter: TokenCounter
 ) -> list[tuple[_Run, Piece]]:
-    """Fold pieces too small to stand alone (a `---` rule, a stray line) into a neighbour."""
+    """Fold pieces too small to stand alone (a `---` rule, a stray line) into a neighbour.
+
+    Frontmatter is neither folded nor a host: it stays its own `frontmatter` chunk.
+    """
     out = list(placed)
     i = 0
     while i < len(out):
-        _run, piece = out[i]
-        if piece.tokens >= MIN_CHUNK_TOKENS or len(out) == 1:
+        run, piece = out[i]
+        if piece.tokens >= MIN_CHUNK_TOKENS or len(out) == 1 or run.kind == "frontmatter":
             i += 1
             continue
         merged = False
         for j in (i - 1, i + 1):
-            if not 0 <= j < len(out):
+            if not 0 <= j < len(out) or out[j][0].kind == "frontmatter":
                 continue
             host_run, host = out[j]
             pair = [host, piece] if j < i else [piece, host]
@@ -121,7 +134,6 @@ class _Run:
 def _markdown_runs(path: str, text: str, counter: TokenCounter) -> list[_Run]:
     front, parts = sections(text, counter)
     title = (front.name if front else "") or first_heading(parts) or PurePosixPath(path).stem
-    description = front.description if front else ""
     runs: list[_Run] = []
     carried: list[list[Piece]] = []
     for i, section in enumerate(parts):
@@ -134,9 +146,9 @@ def _markdown_runs(path: str, text: str, counter: TokenCounter) -> list[_Run]:
         carried = []
         heading = " > ".join(section.trail)
         if section.is_frontmatter:
-            runs.append(_Run(blocks, "", _header(title, "", ""), "frontmatter"))
+            runs.append(_Run(blocks, "", _header(title, ""), "frontmatter"))
         else:
-            runs.append(_Run(blocks, heading, _header(title, description, heading)))
+            runs.append(_Run(blocks, heading, _header(title, heading)))
     return runs
 
 
@@ -146,8 +158,7 @@ def _code_runs(path: str, suffix: str, text: str, counter: TokenCounter) -> list
     if blocks is None:
         return _plain_runs(path, suffix, text, counter, kind="code")
     return [
-        _Run([block.pieces], block.label, _header(path, "", block.label), "code")
-        for block in blocks
+        _Run([block.pieces], block.label, _header(path, block.label), "code") for block in blocks
     ]
 
 
@@ -159,13 +170,13 @@ def _plain_runs(
         "data" if suffix in {".json", ".yaml", ".yml", ".toml"} else "prose"
     )
     if chosen == "data":
-        return [_Run([pieces], "", _header(path, "", ""), "data")]  # whole when it fits
+        return [_Run([pieces], "", _header(path, ""), "data")]  # whole when it fits
     blocks: list[list[Piece]] = [[]]
     for piece in pieces:
         blocks[-1].append(piece)
         if not piece.text.strip():
             blocks.append([])
-    return [_Run([b for b in blocks if b], "", _header(path, "", ""), chosen)]
+    return [_Run([b for b in blocks if b], "", _header(path, ""), chosen)]
 
 
 def _pieces(text: str, counter: TokenCounter) -> list[Piece]:
@@ -173,19 +184,26 @@ def _pieces(text: str, counter: TokenCounter) -> list[Piece]:
     return pieces_of_lines(lines, counter.count(lines) if lines else [], 1)
 
 
-def _header(title: str, description: str, heading: str) -> str:
-    first = f"{title}: {description}" if description else title
-    return f"{first}\n{heading}" if heading and heading != title else first
+def _header(title: str, heading: str) -> str:
+    """The context line(s) embedded with a chunk: document title, then the heading trail.
+
+    The description is not repeated here: it lives in the frontmatter chunk, and on every
+    chunk it made all of a file's chunks look alike to the model (measured on the dev set).
+    """
+    return f"{title}\n{heading}" if heading and heading != title else title
 
 
 def _fit(run: _Run, window: int, counter: TokenCounter) -> list[Piece]:
     """Pack a run's blocks so that header + chunk fits `window`, verified by re-counting."""
     context = run.context
     header_tokens = counter.count([context + "\n"])[0]
-    if header_tokens > window * HEADER_SHARE:
-        context = counter.split(context, int(window * HEADER_SHARE) - 1)[0]
+    share = int(window * HEADER_SHARE)
+    cut = share - 1
+    while header_tokens > share and cut > 0:  # a cut word can re-tokenise longer: re-check
+        context = counter.split(context, cut)[0]
         run.context = context
         header_tokens = counter.count([context + "\n"])[0]
+        cut -= 1
     limit = window - SPECIAL_TOKENS - header_tokens
     pieces = pack(run.blocks, limit, counter)
     # Token counts of lines add up almost exactly; re-count the real text and split again
@@ -197,18 +215,41 @@ def _fit(run: _Run, window: int, counter: TokenCounter) -> list[Piece]:
         if real + SPECIAL_TOKENS <= window:
             out.append(piece)
         else:
-            out.extend(_refit(piece, limit - (real + SPECIAL_TOKENS - window) - 1, counter))
+            out.extend(_refit(piece, context, window, limit, counter))
     return out
 
 
-def _refit(piece: Piece, limit: int, counter: TokenCounter) -> Sequence[Piece]:
-    lines = split_lines(piece.text)
-    counts = counter.count(lines)
-    first = piece.start_line
-    line_pieces = pieces_of_lines(lines, counts, first)
-    if len(lines) == 1:  # one long line: all of it shares the same line number
-        line_pieces = [Piece(lines[0], first, piece.end_line, counts[0])]
-    return pack([line_pieces], max(limit, 8), counter)
+def _refit(
+    piece: Piece, context: str, window: int, limit: int, counter: TokenCounter
+) -> list[Piece]:
+    """Split a piece over the window until each part, re-counted, fits.
+
+    A part cut inside a word re-tokenises into more tokens than it had in place, so every
+    part is checked again rather than trusted.
+    """
+    out: list[Piece] = []
+    todo = [piece]
+    while todo:
+        current = todo.pop()
+        real = counter.count([f"{context}\n{current.text}"])[0] + SPECIAL_TOKENS
+        own = counter.count([current.text])[0]
+        if real <= window or own <= 1:
+            out.append(current)
+            continue
+        lines = split_lines(current.text)
+        first = current.start_line
+        line_pieces = pieces_of_lines(lines, counter.count(lines), first)
+        if len(lines) == 1:  # one long line: all of it shares the same line number
+            line_pieces = [Piece(lines[0], first, current.end_line, own)]
+        smaller = max(1, min(own - 1, limit - (real - window) - 1))
+        parts = pack([line_pieces], smaller, counter)
+        if len(parts) == 1:  # the lines' counts undercounted the whole: cut at every line
+            parts = line_pieces
+        if len(parts) == 1:  # nothing left to cut (cannot happen above MIN_WINDOW_TOKENS)
+            out.append(current)
+            continue
+        todo.extend(reversed(parts))
+    return out
 
 
 def _kind_of(text: str) -> ChunkKind:

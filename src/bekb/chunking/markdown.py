@@ -15,7 +15,8 @@ import yaml
 
 from bekb.chunking.blocks import Piece, TokenCounter, pieces_of_lines, split_lines
 
-_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t#]*$")
+# ATX heading: 1-6 `#`, then the title; a closing `#` run counts only after a space (`C#`).
+_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
@@ -46,7 +47,9 @@ def parse_frontmatter(lines: list[str]) -> Frontmatter | None:
             data: Any
             try:
                 data = yaml.safe_load("".join(lines[1:i]))
-            except yaml.YAMLError:
+            # Valid YAML can still fail to construct: `date: 2001-13-45` raises ValueError,
+            # deep nesting RecursionError.
+            except (yaml.YAMLError, ValueError, RecursionError):
                 data = None
             fields = data if isinstance(data, dict) else {}
             return Frontmatter(
@@ -88,7 +91,8 @@ def sections(text: str, counter: TokenCounter) -> tuple[Frontmatter | None, list
                 close_block()
             continue
         opening = _FENCE.match(line)
-        if opening:
+        # A backtick fence's info string has no backtick: "```x``` ..." is inline code.
+        if opening and not (opening.group(1)[0] == "`" and "`" in line[opening.end() :]):
             close_block()
             fence = opening.group(1)
             block.append(piece)
@@ -100,6 +104,7 @@ def sections(text: str, counter: TokenCounter) -> tuple[Frontmatter | None, list
                 out.append(current)
             level = len(heading.group(1))
             title = (heading.group(2) or "").strip()
+            title = title if title.strip("#") else ""  # `# #` is an empty heading
             trail = [(lvl, t) for lvl, t in trail if lvl < level] + [(level, title)]
             current = Section(trail=tuple(t for _, t in trail if t))
             block.append(piece)

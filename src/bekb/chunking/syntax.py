@@ -46,11 +46,16 @@ def code_blocks(suffix: str, text: str, pieces: Sequence[Piece]) -> list[CodeBlo
     except (ValueError, UnicodeError):
         return None
     starts: list[tuple[int, str]] = []
+    comment_row: int | None = None  # first row of the comments just above the next node
     for node in tree.root_node.children:
         if node.type in ("comment", "line_comment", "block_comment"):
+            if comment_row is None:
+                comment_row = node.start_point[0]
             continue  # comments travel with the definition below them
         first = node.text.decode("utf-8", errors="replace").split("\n", 1)[0] if node.text else ""
-        starts.append((node.start_point[0], _label(first)))
+        row = node.start_point[0] if comment_row is None else comment_row
+        starts.append((row, _label(first)))
+        comment_row = None
     if not starts:
         return None
     blocks: list[CodeBlock] = []

@@ -73,14 +73,30 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+COMMAND_MODULES = ("corpus", "eval", "index", "mcp", "query")
+
+
 def main() -> None:
     """Entry point of the `bekb` command: runs the app and maps errors to exit codes."""
-    from bekb.cli import corpus, index, mcp, query  # noqa: F401 (registers)
+    import importlib
 
+    from typer._click import ClickException
+    from typer._click.exceptions import UsageError as ClickUsageError
+
+    for name in COMMAND_MODULES:  # each module registers its commands on `app`
+        importlib.import_module(f"bekb.cli.{name}")
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, a command's `typer.Exit(code)` comes back as the result.
+        result = app(standalone_mode=False)
+        sys.exit(result if isinstance(result, int) else EXIT_OK)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except ClickException as exc:  # typer's own usage errors (unknown option, bad value)
+        exc.show()
+        sys.exit(EXIT_USAGE if isinstance(exc, ClickUsageError) else EXIT_FAILURE)
     except (UsageError, ConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -90,14 +106,6 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except Exception as exc:  # click's usage errors, and anything unforeseen: one line
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else EXIT_FAILURE)
-        if isinstance(exc, click.exceptions.Abort):
-            typer.echo("interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # anything unforeseen still gets one line, not a traceback
         typer.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_FAILURE)

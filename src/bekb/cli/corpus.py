@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from bekb import contracts
 from bekb.cli import render
 from bekb.cli.app import EXIT_FAILURE, app, open_kb
 
@@ -27,7 +28,7 @@ def corpus_status_command(
     """
     status = open_kb(ctx).corpus_status()
     if json_out:
-        render.print_json(render.corpus_json(status))
+        render.print_json(contracts.corpus_json(status))
         return
     typer.echo(f"root {status.root}")
     for f in status.files:
@@ -56,7 +57,7 @@ def corpus_sync_command(
     """
     report = open_kb(ctx).sync(mirror=mirror, lock_file=lock)
     if json_out:
-        render.print_json(render.sync_json(report))
+        render.print_json(contracts.sync_json(report))
     else:
         for repo in report.repos:
             typer.echo(

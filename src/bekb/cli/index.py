@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from bekb import contracts
 from bekb.cli import render
 from bekb.cli.app import app, open_kb
 
@@ -19,15 +20,24 @@ def index_command(
         float | None,
         typer.Option("--lock-timeout", help="Seconds to wait for another writer's lock."),
     ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help="Keep running: re-index on every change, one line per rebuild."
+        ),
+    ] = False,
 ) -> None:
     """Index the corpus: only what changed since the last build (unless --full).
 
     Example: bekb --root ../shared/corpus index
     """
     kb = open_kb(ctx, lock_timeout=lock_timeout)
+    if watch:
+        _watch(kb, full=full, json_out=json_out)
+        return
     if json_out:
         report = kb.index(full=full)
-        render.print_json(render.index_json(report))
+        render.print_json(contracts.index_json(report))
         return
     from bekb.cli.progress import IndexProgress
 
@@ -42,6 +52,42 @@ def index_command(
     typer.echo(render.index_summary(report))
 
 
+def _watch(kb: Any, *, full: bool, json_out: bool) -> None:
+    """`bekb index --watch`: a line per rebuild (JSON Lines with --json) until Ctrl-C."""
+    import json
+    import time
+
+    from bekb import BekbError, IndexReport
+
+    warned: set[str] = set()
+
+    def rebuilt(report: IndexReport) -> None:
+        notes = [f"skipped {s.path}: {s.reason}" for s in report.skipped]
+        notes += [f"refused {r.path}: {r.reason}" for r in report.refused]
+        notes += [f"unresolved citation: {path}" for path in report.unresolved]
+        for note in notes:  # a standing warning is shown once, not after every save
+            if note not in warned:
+                typer.echo(note, err=True)
+        warned.clear()
+        warned.update(notes)
+        if json_out:
+            typer.echo(json.dumps(contracts.index_json(report)))
+        else:
+            typer.echo(f"{time.strftime('%H:%M:%S')} {render.index_summary(report)}")
+
+    def failed(exc: BekbError) -> None:
+        typer.echo(f"error: {exc}", err=True)
+
+    try:
+        if full:
+            rebuilt(kb.index(full=True))
+        typer.echo(f"watching {kb.settings.root} for changes (Ctrl-C to stop)", err=True)
+        kb.watch(on_rebuild=rebuilt, on_error=failed)
+    except KeyboardInterrupt:
+        pass
+    typer.echo("stopped watching", err=True)
+
+
 @app.command("status")
 def status_command(
     ctx: typer.Context,
@@ -53,7 +99,7 @@ def status_command(
     """
     status = open_kb(ctx).status()
     if json_out:
-        render.print_json(render.status_json(status))
+        render.print_json(contracts.status_json(status))
         return
     if not status.built:
         typer.echo(f"no index in {status.index_dir}: run `bekb index`")

@@ -6,14 +6,27 @@ from typing import Annotated, Any
 
 import typer
 
+from bekb import contracts
 from bekb.cli import render
 from bekb.cli.app import EXIT_EMPTY, app, open_kb
 
 
-def ready_kb(ctx: typer.Context, *, quiet: bool) -> Any:
-    """The knowledge base, its index built first if this is the first run."""
+def ready_kb(ctx: typer.Context, *, quiet: bool, refresh: bool) -> Any:
+    """The knowledge base, its index built first if this is the first run.
+
+    Warns (one line, stderr) when indexed files changed since, unless they are refreshed.
+    """
     kb = open_kb(ctx)
-    if not kb.is_built():
+    if kb.is_built():
+        if not (refresh or kb.settings.auto_refresh):
+            stale = kb.stale()
+            if stale:
+                typer.echo(
+                    f"warning: {len(stale)} file(s) changed since the last index; answers may "
+                    "quote old text (run `bekb index`, or pass --refresh)",
+                    err=True,
+                )
+    else:
         typer.echo("no index yet: building it now (first run)", err=True)
         if quiet:
             kb.index()
@@ -26,6 +39,9 @@ def ready_kb(ctx: typer.Context, *, quiet: bool) -> Any:
     return kb
 
 
+Refresh = Annotated[
+    bool, typer.Option("--refresh", help="Re-index changed files before searching.")
+]
 FailEmpty = Annotated[
     bool, typer.Option("--fail-empty", help="Exit 3 when nothing is found (or ask abstains).")
 ]
@@ -40,16 +56,17 @@ def search_command(
     explain: Annotated[
         bool, typer.Option("--explain", help="Show each hit's dense and BM25 ranks.")
     ] = False,
+    refresh: Refresh = False,
     fail_empty: FailEmpty = False,
 ) -> None:
     """Search the knowledge base: ranked passages with path#heading (lines a-b).
 
     Example: bekb search "saga compensation" -k 5
     """
-    kb = ready_kb(ctx, quiet=json_out)
-    hits = kb.search(query, k=k)
+    kb = ready_kb(ctx, quiet=json_out, refresh=refresh)
+    hits = kb.search(query, k=k, refresh=refresh)
     if json_out:
-        render.print_json(render.search_json(query, hits))
+        render.print_json(contracts.search_json(query, hits))
     else:
         for n, hit in enumerate(hits, start=1):
             typer.echo(f"{n:>2}. {hit.label}  score {hit.score:.4f}")
@@ -82,6 +99,7 @@ def ask_command(
     ] = None,
     k: Annotated[int | None, typer.Option("-k", "--k", help="Passages to retrieve.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    refresh: Refresh = False,
     fail_empty: FailEmpty = False,
 ) -> None:
     """Answer a question in the specialist's voice, with numbered citations.
@@ -96,7 +114,7 @@ def ask_command(
 
         raise UsageError(f"unknown --llm {llm!r}: the only provider is 'anthropic'")
     use_llm = False if no_llm else (True if llm else None)
-    kb = ready_kb(ctx, quiet=json_out)
+    kb = ready_kb(ctx, quiet=json_out, refresh=refresh)
     streamed: list[str] = []
 
     def show(delta: str) -> None:
@@ -104,10 +122,15 @@ def ask_command(
         typer.echo(delta, nl=False)
 
     answer = kb.ask(
-        question, k=k, persona=persona, use_llm=use_llm, on_text=None if json_out else show
+        question,
+        k=k,
+        persona=persona,
+        use_llm=use_llm,
+        refresh=refresh,
+        on_text=None if json_out else show,
     )
     if json_out:
-        render.print_json(render.answer_json(answer))
+        render.print_json(contracts.answer_json(answer))
     else:
         if streamed:
             typer.echo("\n")

@@ -1,104 +1,19 @@
-"""Terminal output (Rich) and the `--json` shapes of DESIGN.md "Contracts"."""
+"""Terminal output for the CLI; the JSON shapes themselves live in `bekb.contracts`."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import sys
 from typing import Any
 
-from bekb.corpus.sync import SyncReport
-from bekb.domain import Answer, CorpusStatus, Hit, IndexReport, IndexStatus
+from bekb.domain import IndexReport
 
 SNIPPET_CHARS = 240
 
 
 def print_json(data: Any) -> None:
     """Write `data` as JSON on stdout."""
-    import sys
-
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def hit_json(hit: Hit) -> dict[str, Any]:
-    """A hit as in `bekb search --json`."""
-    return {
-        "path": hit.path,
-        "heading": hit.heading,
-        "start_line": hit.start_line,
-        "end_line": hit.end_line,
-        "score": hit.score,
-        "text": hit.text,
-        "label": hit.label,
-        "kind": hit.kind,
-        "stale": hit.stale,
-        "explain": asdict(hit.explain),
-    }
-
-
-def search_json(query: str, hits: list[Hit]) -> dict[str, Any]:
-    """`bekb search --json`."""
-    return {"query": query, "hits": [hit_json(h) for h in hits]}
-
-
-def answer_json(answer: Answer) -> dict[str, Any]:
-    """`bekb ask --json`."""
-    return {
-        "question": answer.question,
-        "mode": answer.mode,
-        "answer": answer.text,
-        "persona": answer.persona,
-        "notice": answer.notice,
-        "citations": [
-            {
-                "n": c.n,
-                "path": c.path,
-                "heading": c.heading,
-                "start_line": c.start_line,
-                "end_line": c.end_line,
-                "label": c.label,
-                "stale": c.stale,
-            }
-            for c in answer.citations
-        ],
-        "hits": [hit_json(h) for h in answer.hits],
-    }
-
-
-def index_json(report: IndexReport) -> dict[str, Any]:
-    """`bekb index --json`."""
-    return {
-        "files": {
-            "added": report.added,
-            "changed": report.changed,
-            "removed": report.removed,
-            "unchanged": report.unchanged,
-        },
-        "chunks": report.chunks,
-        "embedded": report.embedded,
-        "cached": report.cached,
-        "seconds": report.seconds,
-        "full_rebuild": report.full_rebuild,
-        "skipped": [asdict(s) for s in report.skipped],
-        "unresolved": list(report.unresolved),
-        "refused": [asdict(s) for s in report.refused],
-    }
-
-
-def corpus_json(status: CorpusStatus) -> dict[str, Any]:
-    """`bekb corpus status --json`."""
-    return {
-        "root": status.root,
-        "files": [{"path": f.path, "state": f.state, "sha256": f.sha256} for f in status.files],
-        "unresolved": list(status.unresolved),
-        "refused": [asdict(r) for r in status.refused],
-    }
-
-
-def status_json(status: IndexStatus) -> dict[str, Any]:
-    """`bekb status --json`."""
-    data = asdict(status)
-    data["stale"] = [{"path": f.path, "state": f.state} for f in status.stale]
-    return data
 
 
 def index_summary(report: IndexReport) -> str:
@@ -115,15 +30,3 @@ def snippet(text: str) -> str:
     """A hit's text on one line, shortened."""
     flat = " ".join(text.split())
     return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1] + "…"
-
-
-def sync_json(report: SyncReport) -> dict[str, Any]:
-    """`bekb corpus sync --json`."""
-    return {
-        "root": str(report.root),
-        "ok": report.ok,
-        "repos": [asdict(r) for r in report.repos],
-        "failures": [asdict(f) for f in report.failures],
-        "unpinned": list(report.unpinned),
-        "repin": report.repin,
-    }

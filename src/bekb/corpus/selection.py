@@ -94,15 +94,17 @@ def select_files(
         chosen.update(_skill_folder_files(root, chosen, refuse))
 
     for pattern in include:
-        for path in sorted(root.glob(pattern)):
+        for path in sorted(root.glob(_relative_glob(pattern))):
             rel = path.relative_to(root).as_posix()
-            if path.is_file() and _inside(root, rel) is not None:
-                chosen.add(rel)
-            elif path.is_symlink():
+            if path.is_symlink() and not path.exists():
+                refuse(rel, "broken or looping symlink")
+            elif _inside(root, rel) is None:
                 refuse(rel, "symlink points outside the workspace root")
+            elif path.is_file():
+                chosen.add(rel)
 
     excluded = tuple(exclude)
-    chosen.difference_update(agents)
+    chosen.difference_update(PurePosixPath(agent).as_posix() for agent in agents)
     files = sorted(p for p in chosen if not any(fnmatch.fnmatch(p, g) for g in excluded))
     return Selection(
         root=root,
@@ -111,6 +113,16 @@ def select_files(
         refused=tuple(refused[k] for k in sorted(refused)),
         agent_files=agents,
     )
+
+
+def _relative_glob(pattern: str) -> str:
+    pure = PurePosixPath(pattern)
+    if not pattern or pure.is_absolute() or ".." in pure.parts:
+        raise ConfigError(
+            f"include glob {pattern!r} must be a non-empty pattern relative to the workspace "
+            "root, without `..`"
+        )
+    return pattern
 
 
 def _add_citation(
@@ -124,17 +136,19 @@ def _add_citation(
     if pure.is_absolute() or ".." in pure.parts:
         refuse(cited, "cited path escapes the workspace root")
         return
-    candidate = root / cited
-    if not candidate.exists() and not candidate.is_symlink():
-        unresolved.append(cited)
+    rel = pure.as_posix()  # `./a/b.md` and `a//b.md` are the file `a/b.md`
+    candidate = root / rel
+    if candidate.is_symlink() and not candidate.exists():
+        refuse(rel, "broken or looping symlink")
         return
-    if _inside(root, cited) is None:
-        refuse(cited, "cited path resolves outside the workspace root (symlink)")
+    if candidate.exists() and _inside(root, rel) is None:
+        refuse(rel, "cited path resolves outside the workspace root (symlink)")
         return
     if not candidate.is_file():
-        unresolved.append(cited)
+        if rel not in unresolved:  # two agent files may cite the same missing path
+            unresolved.append(rel)
         return
-    chosen.add(cited)
+    chosen.add(rel)
     if candidate.name == SKILL_FILE:
         folder = candidate.parent
         chosen.update(_walk(root, folder, refuse))

@@ -25,7 +25,7 @@ from bekb.corpus.selection import Selection
 from bekb.domain import Chunk, IndexReport, Progress
 from bekb.embedding import Embedder, EmbeddingCache, ModelSpec, text_key
 from bekb.indexing.state import LoadedFile, Plan, plan
-from bekb.retrieval.bm25 import KeywordIndex
+from bekb.retrieval.bm25 import KEYWORD_VERSION, KeywordIndex
 from bekb.store import ChromaStore, FileRecord, IndexMeta
 
 ProgressCallback = Callable[[Progress], None]
@@ -50,7 +50,7 @@ class BuildSettings:
 
 def bm25_folder(index_dir: Path, key: str, generation: int) -> Path:
     """Where the keyword index of one committed generation lives."""
-    return index_dir / "bm25" / f"{key}-{generation}"
+    return index_dir / "bm25" / f"{key}-{generation}-v{KEYWORD_VERSION}"
 
 
 class Indexer:

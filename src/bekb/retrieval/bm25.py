@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 STOPWORDS = "english"
+# Bump when tokenisation changes: saved keyword indexes of another version are rebuilt.
+KEYWORD_VERSION = 3
 
 
 def _stemmer() -> Any:
@@ -16,20 +19,41 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
-def _tokenize(texts: Sequence[str], *, ids: bool) -> Any:
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def with_identifier_parts(text: str) -> str:
+    """`text` followed by its identifiers split into words (`page_size` → `page size`).
+
+    Code and config in skill documents name things `success_threshold` or `sagaStore`; a
+    question says "success threshold". Keeping the whole identifier too lets an exact
+    identifier query still match best.
+    """
+    parts = _CAMEL.sub(" ", text).replace("_", " ").replace("-", " ")
+    return f"{text}\n{parts}"
+
+
+def _tokenize(texts: Sequence[str], *, ids: bool, split: bool = True) -> Any:
     import bm25s
 
     return bm25s.tokenize(
-        list(texts), stopwords=STOPWORDS, stemmer=_stemmer(), show_progress=False, return_ids=ids
+        [with_identifier_parts(t) for t in texts] if split else list(texts),
+        stopwords=STOPWORDS,
+        stemmer=_stemmer(),
+        show_progress=False,
+        return_ids=ids,
     )
 
 
 class KeywordIndex:
     """BM25 over a fixed list of chunks; `search` returns chunk ids with their scores."""
 
-    def __init__(self, chunk_ids: Sequence[str], model: Any) -> None:
+    def __init__(self, chunk_ids: Sequence[str], model: Any, vocabulary: set[str]) -> None:
         self.chunk_ids = list(chunk_ids)
         self._model = model
+        # Words the documents use as written (identifier parts excluded): what `coverage`
+        # checks a question against.
+        self.vocabulary = vocabulary
 
     @classmethod
     def build(cls, chunk_ids: Sequence[str], texts: Sequence[str]) -> KeywordIndex:
@@ -39,7 +63,8 @@ class KeywordIndex:
         model = bm25s.BM25()
         if texts:
             model.index(_tokenize(texts, ids=True), show_progress=False)
-        return cls(chunk_ids, model)
+        words = _tokenize(texts, ids=True, split=False).vocab if texts else {}
+        return cls(chunk_ids, model, set(words))
 
     def save(self, folder: Path) -> None:
         """Write the index to `folder` (created)."""
@@ -47,6 +72,7 @@ class KeywordIndex:
         if self.chunk_ids:
             self._model.save(str(folder), show_progress=False)
         (folder / "chunk_ids.json").write_text(json.dumps(self.chunk_ids))
+        (folder / "vocabulary.json").write_text(json.dumps(sorted(self.vocabulary)))
 
     @classmethod
     def load(cls, folder: Path) -> KeywordIndex:
@@ -54,12 +80,20 @@ class KeywordIndex:
         import bm25s
 
         chunk_ids = json.loads((folder / "chunk_ids.json").read_text())
+        vocabulary = set(json.loads((folder / "vocabulary.json").read_text()))
         model = (
             bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
             if chunk_ids
             else bm25s.BM25()
         )
-        return cls(chunk_ids, model)
+        return cls(chunk_ids, model, vocabulary)
+
+    def coverage(self, query: str) -> float:
+        """Share of the query's terms (stemmed, stopwords dropped) that occur in the corpus."""
+        tokens = _tokenize([query], ids=False, split=False)[0]
+        if not tokens or not self.chunk_ids:
+            return 0.0
+        return sum(token in self.vocabulary for token in tokens) / len(tokens)
 
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """Up to `n` (chunk id, score) pairs with a positive score, best first."""

@@ -24,10 +24,22 @@ WEIGHTS = {"dense": 1.0, "bm25": 1.0}
 
 @dataclass(frozen=True)
 class SearchResult:
-    """Hits, best first, and the best dense similarity (what abstention looks at)."""
+    """Hits, best first, and the two signals abstention looks at."""
 
     hits: tuple[Hit, ...]
-    best_similarity: float
+    best_similarity: float  # cosine of the nearest chunk
+    coverage: float  # share of the query's terms the corpus contains at all
+
+    def off_topic(self, *, min_similarity: float, min_coverage: float) -> bool:
+        """Whether the corpus does not cover the query.
+
+        Both signals must agree: the nearest passage is only loosely similar, and a good part
+        of the query's vocabulary never occurs in the corpus. Either alone misfires: terse
+        questions have low similarity, paraphrases use words the documents do not.
+        """
+        if not self.hits:
+            return True
+        return self.best_similarity < min_similarity and self.coverage < min_coverage
 
 
 @dataclass
@@ -105,7 +117,7 @@ class Retriever:
             hits.append((chunk, explain))
         merged = merge_neighbours(hits)[:k]
         best = max((sim for _, sim in dense), default=0.0)
-        return SearchResult(tuple(merged), best)
+        return SearchResult(tuple(merged), best, snap.keywords.coverage(query))
 
     def _keywords(self, meta: IndexMeta, records: dict[str, FileRecord]) -> KeywordIndex:
         folder = bm25_folder(self.index_dir, meta.collection, meta.generation)

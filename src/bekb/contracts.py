@@ -1,0 +1,113 @@
+"""The `--json` shapes of DESIGN.md "Contracts", shared by the CLI and the MCP server.
+
+Keys may be added; the contract keys are never renamed or dropped (tests assert them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from bekb.domain import Answer, CorpusStatus, Hit, IndexReport, IndexStatus, Source
+
+if TYPE_CHECKING:
+    from bekb.corpus.sync import SyncReport
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    """A hit as in `bekb search --json`."""
+    return {
+        "path": hit.path,
+        "heading": hit.heading,
+        "start_line": hit.start_line,
+        "end_line": hit.end_line,
+        "score": hit.score,
+        "text": hit.text,
+        "label": hit.label,
+        "kind": hit.kind,
+        "stale": hit.stale,
+        "explain": asdict(hit.explain),
+    }
+
+
+def search_json(query: str, hits: list[Hit]) -> dict[str, Any]:
+    """`bekb search --json`."""
+    return {"query": query, "hits": [hit_json(h) for h in hits]}
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    """`bekb ask --json`."""
+    return {
+        "question": answer.question,
+        "mode": answer.mode,
+        "answer": answer.text,
+        "persona": answer.persona,
+        "notice": answer.notice,
+        "citations": [
+            {
+                "n": c.n,
+                "path": c.path,
+                "heading": c.heading,
+                "start_line": c.start_line,
+                "end_line": c.end_line,
+                "label": c.label,
+                "stale": c.stale,
+            }
+            for c in answer.citations
+        ],
+        "hits": [hit_json(h) for h in answer.hits],
+    }
+
+
+def index_json(report: IndexReport) -> dict[str, Any]:
+    """`bekb index --json`."""
+    return {
+        "files": {
+            "added": report.added,
+            "changed": report.changed,
+            "removed": report.removed,
+            "unchanged": report.unchanged,
+        },
+        "chunks": report.chunks,
+        "embedded": report.embedded,
+        "cached": report.cached,
+        "seconds": report.seconds,
+        "full_rebuild": report.full_rebuild,
+        "skipped": [asdict(s) for s in report.skipped],
+        "unresolved": list(report.unresolved),
+        "refused": [asdict(s) for s in report.refused],
+    }
+
+
+def corpus_json(status: CorpusStatus) -> dict[str, Any]:
+    """`bekb corpus status --json`."""
+    return {
+        "root": status.root,
+        "files": [{"path": f.path, "state": f.state, "sha256": f.sha256} for f in status.files],
+        "unresolved": list(status.unresolved),
+        "refused": [asdict(r) for r in status.refused],
+    }
+
+
+def status_json(status: IndexStatus) -> dict[str, Any]:
+    """`bekb status --json`."""
+    data = asdict(status)
+    data["stale"] = [{"path": f.path, "state": f.state} for f in status.stale]
+    return data
+
+
+def sync_json(report: SyncReport) -> dict[str, Any]:
+    """`bekb corpus sync --json`."""
+    return {
+        "root": str(report.root),
+        "ok": report.ok,
+        "repos": [asdict(r) for r in report.repos],
+        "failures": [asdict(f) for f in report.failures],
+        "unpinned": list(report.unpinned),
+        "repin": report.repin,
+    }
+
+
+def sources_json(sources: list[Source]) -> dict[str, Any]:
+    """The indexed files with titles and descriptions (MCP `list_sources`)."""
+    return {"sources": [asdict(s) for s in sources]}

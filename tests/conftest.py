@@ -1,0 +1,146 @@
+"""Shared fixtures: isolated settings, the tiny fixture corpus, embedders, the real corpus."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from anthropic_server import FakeAnthropic
+
+from bekb import KnowledgeBase, Settings
+from bekb.embedding import SentenceTransformerEmbedder, Vectors, resolve_model
+from bekb.settings import DEFAULT_EMBED_MODEL
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_CORPUS = SHARED / "corpus"
+DEV_QUESTIONS = SHARED / "eval" / "dev.jsonl"
+SPECIALIST = "specialists/backend-specialist.md"
+TINY_AGENT = "specialists/test-specialist.md"
+
+
+class HashingEmbedder:
+    """A deterministic stand-in model for tests about mechanics (plans, locks, state).
+
+    Bag of hashed words → unit vector; it counts the texts it embeds.
+    """
+
+    model_id = "test/hashing-embedder"
+    dimensions = 64
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.calls += len(texts)
+        self.texts.extend(texts)
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                slot = int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dimensions
+                out[row, slot] += 1.0
+            out[row, 0] += 1e-3
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def store_state(kb: KnowledgeBase) -> tuple[dict[str, tuple[str, ...]], set[str]]:
+    """(file → chunk ids) committed in the registry, and every chunk id in Chroma."""
+    meta = kb.store.active()
+    assert meta is not None
+    records = kb.store.files(meta.collection)
+    return (
+        {path: record.chunk_ids for path, record in records.items()},
+        set(kb.store.chunk_ages(meta.collection)),
+    )
+
+
+def assert_consistent(kb: KnowledgeBase) -> None:
+    """Chroma holds exactly the committed chunks: none orphaned, none missing."""
+    registry, in_store = store_state(kb)
+    live = [cid for ids in registry.values() for cid in ids]
+    assert len(live) == len(set(live))
+    assert set(live) == in_store
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No BEKB_*/ANTHROPIC_* variable or bekb.toml of the developer's leaks into a test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("BEKB_", "ANTHROPIC_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    """A writable copy of tests/fixtures/corpus (a workspace with one agent file)."""
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "corpus", root)
+    return root
+
+
+@pytest.fixture
+def tiny_settings(tiny_root: Path, tmp_path: Path) -> Settings:
+    """Settings for the tiny corpus, with the index in the test's tmp dir."""
+    return Settings.load(
+        root=tiny_root, index_dir=tmp_path / "index", agent_files=(TINY_AGENT,), lock_timeout=5
+    )
+
+
+@pytest.fixture
+def hashing_embedder() -> HashingEmbedder:
+    """A fresh fake model that counts its calls."""
+    return HashingEmbedder()
+
+
+@pytest.fixture
+def tiny_kb(tiny_settings: Settings, hashing_embedder: HashingEmbedder) -> KnowledgeBase:
+    """The tiny corpus with the hashing embedder (not yet indexed)."""
+    return KnowledgeBase.open(tiny_settings, embedder=hashing_embedder)
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> SentenceTransformerEmbedder:
+    """The bundled all-MiniLM-L6-v2 through sentence-transformers, loaded once."""
+    return SentenceTransformerEmbedder(resolve_model(DEFAULT_EMBED_MODEL))
+
+
+@pytest.fixture(scope="session")
+def shared_corpus() -> Path:
+    """The real workspace beside the checkout (../shared/corpus)."""
+    if not (SHARED_CORPUS / SPECIALIST).exists():
+        pytest.skip("../shared/corpus is not beside the checkout")
+    return SHARED_CORPUS
+
+
+@pytest.fixture(scope="session")
+def cited_index(shared_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings of an index of the real cited set, built once per session (read-only!).
+
+    Built the way a user builds it (real model, ONNX export for queries).
+    """
+    index_dir = tmp_path_factory.mktemp("cited-index")
+    settings = Settings.load(root=shared_corpus, index_dir=index_dir, lock_timeout=30)
+    KnowledgeBase.open(settings).index()
+    return settings
+
+
+@pytest.fixture
+def cited_kb(cited_index: Settings) -> Iterator[KnowledgeBase]:
+    """A KnowledgeBase over the session's index of the real cited set."""
+    yield KnowledgeBase.open(cited_index)
+
+
+@pytest.fixture
+def anthropic_server() -> Iterator[FakeAnthropic]:
+    """A started loopback Messages-API server; point a client at `anthropic_server.url`."""
+    with FakeAnthropic() as server:
+        yield server

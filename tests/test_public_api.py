@@ -1,0 +1,40 @@
+"""The public API is exactly what `bekb/__init__.py` exports, pinned."""
+
+from __future__ import annotations
+
+import bekb
+
+
+def test_exported_names_are_pinned():
+    assert sorted(bekb.__all__) == [
+        "Answer",
+        "AnswerError",
+        "BekbError",
+        "ChecksumError",
+        "Citation",
+        "ConfigError",
+        "CorpusError",
+        "CorpusStatus",
+        "EmbeddingError",
+        "FileStatus",
+        "Hit",
+        "IndexLockedError",
+        "IndexNotBuiltError",
+        "IndexReport",
+        "IndexStateError",
+        "IndexStatus",
+        "KnowledgeBase",
+        "Progress",
+        "Settings",
+        "SkippedFile",
+        "Source",
+        "StoreError",
+        "UsageError",
+    ]
+
+
+def test_every_exported_name_exists_and_errors_share_one_root():
+    for name in bekb.__all__:
+        value = getattr(bekb, name)
+        if name.endswith("Error"):
+            assert issubclass(value, bekb.BekbError)
