@@ -24,9 +24,12 @@ from bekb.errors import EmbeddingError, IndexNotBuiltError, UsageError
 from bekb.settings import Settings
 
 if TYPE_CHECKING:
+    from threading import Event
+
     from bekb.corpus.sync import SyncReport
     from bekb.embedding import Embedder, ModelSpec, TokenizerCounter
     from bekb.evaluation import Report as EvalReport
+    from bekb.indexing.watch import ErrorCallback, RebuildCallback
     from bekb.retrieval.retriever import Retriever, SearchResult
     from bekb.store import ChromaStore, IndexMeta
 
@@ -164,11 +167,6 @@ class KnowledgeBase:
                 cache.close()
         self._retriever = None
         return report
-
-    if TYPE_CHECKING:  # names for `watch`'s signature only
-        from threading import Event
-
-        from bekb.indexing.watch import ErrorCallback, RebuildCallback
 
     def watch(
         self,

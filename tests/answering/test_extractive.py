@@ -33,10 +33,11 @@ def test_code_blocks_are_quoted_whole():
     assert CODE.strip() in text
 
 
-def test_stale_hits_give_stale_citations():
+def test_stale_hits_give_stale_citations_marked_in_the_text():
     stale = Hit("a.md", "", 1, 2, "x\n", 1.0, stale=True)
-    _, citations = extractive_answer([stale], persona="")
+    text, citations = extractive_answer([stale], persona="")
     assert citations[0].stale
+    assert "[1] a.md (lines 1-2)  (changed since indexing)" in text
     assert citations[0].label == "a.md (lines 1-2)"
 
 

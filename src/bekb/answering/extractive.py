@@ -29,7 +29,8 @@ def extractive_answer(hits: Sequence[Hit], *, persona: str) -> tuple[str, tuple[
     who = f"{persona}'s" if persona else "the"
     parts = [f"From {who} knowledge base, the most relevant passages:"]
     for citation in citations:
-        parts.append(f"[{citation.n}] {citation.label}\n\n{citation.quote.strip()}")
+        changed = "  (changed since indexing)" if citation.stale else ""
+        parts.append(f"[{citation.n}] {citation.label}{changed}\n\n{citation.quote.strip()}")
     return "\n\n".join(parts) + "\n", citations
 
 

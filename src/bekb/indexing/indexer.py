@@ -104,25 +104,33 @@ class Indexer:
         self._forget(key, todo.deleted, records)
 
         live = self.store.files(key)
-        generation = (active.generation if active else 0) + 1
-        self._save_keyword_index(key, generation, live)
-        seconds = time.perf_counter() - started
-        meta = IndexMeta(
-            fingerprint=self.build.fingerprint,
-            collection=key,
-            embed_model=self.build.model.name,
-            model_fingerprint=self.build.model.fingerprint,
-            dimensions=self._dimensions(all_chunks, vectors, active),
-            chunker_version=CHUNKER_VERSION,
-            chunk_tokens=self.build.chunk_tokens,
-            generation=generation,
-            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            build_seconds=round(seconds, 3),
-            agent_files=json.dumps(list(selection.agent_files)),
-            unresolved=json.dumps(list(selection.unresolved)),
+        unchanged = (
+            active is not None
+            and not rebuild
+            and not (todo.work or todo.deleted or todo.restat)
+            and json.loads(active.unresolved) == list(selection.unresolved)
+            and json.loads(active.agent_files) == list(selection.agent_files)
+            and bm25_folder(self.index_dir, key, active.generation).exists()
         )
-        self.store.set_active(meta)
-        self._tidy(meta)
+        if not unchanged:  # a no-op run leaves the committed index exactly as it was
+            generation = (active.generation if active else 0) + 1
+            self._save_keyword_index(key, generation, live)
+            meta = IndexMeta(
+                fingerprint=self.build.fingerprint,
+                collection=key,
+                embed_model=self.build.model.name,
+                model_fingerprint=self.build.model.fingerprint,
+                dimensions=self._dimensions(all_chunks, vectors, active),
+                chunker_version=CHUNKER_VERSION,
+                chunk_tokens=self.build.chunk_tokens,
+                generation=generation,
+                built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                build_seconds=round(time.perf_counter() - started, 3),
+                agent_files=json.dumps(list(selection.agent_files)),
+                unresolved=json.dumps(list(selection.unresolved)),
+            )
+            self.store.set_active(meta)
+            self._tidy(meta)
         self.on_progress(Progress("finish", 1, 1))
         return IndexReport(
             added=len(todo.new),

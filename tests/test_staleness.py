@@ -1,0 +1,182 @@
+"""Staleness is always known: `stale()`, stale hits and citations, `refresh` and
+`auto_refresh`, and the CLI's one-line warning."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TINY_AGENT, HashingEmbedder
+
+from bekb import KnowledgeBase, Settings
+from bekb.domain import FileStatus
+from bekb.indexing import state
+
+SAGAS = "alpha/skills/sagas/SKILL.md"
+CACHING = "alpha/skills/caching/SKILL.md"
+SERVER = "beta/src/server.py"
+NEW = "alpha/skills/sagas/references/retries.md"
+ZEBRA = "\n## Zebra lanterns\n\nZebra lanterns light the cache warming path at night.\n"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
+
+
+@pytest.fixture
+def kb(tiny_kb: KnowledgeBase) -> KnowledgeBase:
+    """The tiny corpus, indexed with the hashing embedder."""
+    tiny_kb.index()
+    return tiny_kb
+
+
+def test_a_fresh_index_has_nothing_stale(kb):
+    assert kb.stale() == ()
+
+
+def test_an_edited_file_is_stale_as_changed(kb, tiny_root):
+    append(tiny_root / CACHING, ZEBRA)
+    assert kb.stale() == (FileStatus(CACHING, "changed", sha256(tiny_root / CACHING)),)
+
+
+def test_new_and_deleted_files_are_stale(kb, tiny_root):
+    old = sha256(tiny_root / SERVER)
+    (tiny_root / SERVER).unlink()
+    (tiny_root / NEW).write_text("# Retries\n\nRetry a saga step with backoff.\n")
+    assert kb.stale() == (
+        FileStatus(NEW, "new", sha256(tiny_root / NEW)),
+        FileStatus(SERVER, "deleted", old),
+    )
+
+
+def test_a_touched_but_identical_file_is_not_stale(kb, tiny_root):
+    path = tiny_root / CACHING
+    before = path.stat()
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 5_000_000_000))
+    assert kb.stale() == ()
+
+
+def test_the_check_reads_only_files_whose_size_or_mtime_moved(kb, tiny_root, monkeypatch):
+    read: list[str] = []
+    real = state.read_source
+
+    def counting(root: Path, path: str) -> object:
+        read.append(path)
+        return real(root, path)
+
+    monkeypatch.setattr(state, "read_source", counting)
+    assert kb.stale() == ()
+    assert read == []
+
+    path = tiny_root / SAGAS
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+    assert kb.stale() == ()
+    assert read == [SAGAS]
+
+
+def test_search_marks_hits_of_a_changed_file_stale(kb, tiny_root):
+    append(tiny_root / CACHING, ZEBRA)
+    hits = kb.search("cache lock request saga", k=8)
+    paths = {h.path for h in hits}
+    assert CACHING in paths
+    assert len(paths) > 1
+    assert {(h.path, h.stale) for h in hits} == {(p, p == CACHING) for p in paths}
+    assert [f.path for f in kb.stale()] == [CACHING]  # searching alone re-indexes nothing
+
+
+def test_search_with_refresh_reindexes_first(kb, tiny_root):
+    append(tiny_root / CACHING, ZEBRA)
+    hits = kb.search("zebra lanterns", k=3, refresh=True)
+    assert hits[0].path == CACHING
+    assert "Zebra lanterns light" in hits[0].text
+    assert [h for h in hits if h.stale] == []
+    assert kb.stale() == ()
+
+
+def test_auto_refresh_setting_reindexes_before_searching(kb, tiny_settings, tiny_root):
+    append(tiny_root / CACHING, ZEBRA)
+    auto = KnowledgeBase.open(tiny_settings, embedder=HashingEmbedder(), auto_refresh=True)
+    hits = auto.search("zebra lanterns", k=3)
+    assert hits[0].path == CACHING
+    assert "Zebra lanterns light" in hits[0].text
+    assert [h for h in hits if h.stale] == []
+    assert kb.stale() == ()
+
+
+def test_ask_marks_citations_of_a_changed_file(kb, tiny_root):
+    append(tiny_root / SAGAS, "\n## Notes\n\nA saga step may be retried before compensation.\n")
+    answer = kb.ask("how does a saga compensate a failed step", use_llm=False)
+    assert answer.mode == "extractive"
+    cited = {c.path for c in answer.citations}
+    assert SAGAS in cited
+    assert {(c.path, c.stale) for c in answer.citations} == {(p, p == SAGAS) for p in cited}
+
+
+def test_ask_with_refresh_cites_nothing_stale(kb, tiny_root):
+    append(tiny_root / SAGAS, "\n## Notes\n\nA saga step may be retried before compensation.\n")
+    answer = kb.ask("how does a saga compensate a failed step", use_llm=False, refresh=True)
+    assert answer.mode == "extractive"
+    assert SAGAS in {c.path for c in answer.citations}
+    assert [c for c in answer.citations if c.stale] == []
+    assert kb.stale() == ()
+
+
+# -- the CLI, as a user runs it (real model, one subprocess per command) ------------------
+
+WARNING = (
+    "warning: 1 file(s) changed since the last index; answers may quote old text "
+    "(run `bekb index`, or pass --refresh)"
+)
+
+
+def bekb(root: Path, index_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "BEKB_AGENT_FILES": TINY_AGENT,
+        "BEKB_QUERY_BACKEND": "torch",  # no ONNX export: these tests are about staleness
+    }
+    command = [sys.executable, "-m", "bekb", "--root", str(root), "--index-dir", str(index_dir)]
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=env, timeout=240, check=False
+    )
+
+
+def warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("warning:")]
+
+
+@pytest.mark.timeout(600)
+def test_cli_warns_once_when_stale_and_refresh_brings_the_index_up_to_date(tiny_root, tmp_path):
+    index_dir = tmp_path / "index"
+    built = bekb(tiny_root, index_dir, "index", "--json")
+    assert built.returncode == 0, built.stderr
+    append(tiny_root / CACHING, ZEBRA)
+
+    searched = bekb(tiny_root, index_dir, "search", "cache stampede", "--json")
+    assert searched.returncode == 0, searched.stderr
+    assert warnings(searched.stderr) == [WARNING]
+    hits = json.loads(searched.stdout)["hits"]
+    assert CACHING in {h["path"] for h in hits}
+    assert {(h["path"], h["stale"]) for h in hits} == {
+        (h["path"], h["path"] == CACHING) for h in hits
+    }
+
+    question = "zebra lanterns cache warming"
+    asked = bekb(tiny_root, index_dir, "ask", question, "--no-llm", "--refresh", "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert warnings(asked.stderr) == []
+    answer = json.loads(asked.stdout)
+    assert answer["mode"] == "extractive"
+    assert answer["citations"][0]["path"] == CACHING
+    assert [c for c in answer["citations"] if c["stale"]] == []
+    settings = Settings.load(root=tiny_root, index_dir=index_dir, agent_files=(TINY_AGENT,))
+    assert KnowledgeBase.open(settings).stale() == ()
