@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from bekb.errors import EmbeddingError
+from bekb.errors import EmbeddingError, one_line
 
 Vectors: TypeAlias = NDArray[np.float32]
 
@@ -135,7 +135,9 @@ class SentenceTransformerEmbedder:
                 str(spec.path or spec.name), device="cpu", local_files_only=True
             )
         except Exception as exc:
-            raise EmbeddingError(f"cannot load embedding model {spec.name!r}: {exc}") from exc
+            raise EmbeddingError(
+                f"cannot load embedding model {spec.name!r}: {one_line(exc)}"
+            ) from exc
         self.spec = spec
         self.batch_size = batch_size
         self.calls = 0  # texts embedded so far; tests and reports count model work with it
@@ -181,7 +183,9 @@ class OnnxEmbedder:
             )
             self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as exc:
-            raise EmbeddingError(f"cannot load the ONNX model in {folder}: {exc}") from exc
+            raise EmbeddingError(
+                f"cannot load the ONNX model in {folder}: {one_line(exc)}"
+            ) from exc
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(int(meta["max_tokens"]))
         self._model_id = str(meta["model_id"])

@@ -67,3 +67,11 @@ class AnswerError(BekbError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+def one_line(problem: BaseException | str, limit: int = 300) -> str:
+    """A foreign error (or text) as one short line: whitespace folded, long text cut."""
+    text = " ".join(str(problem).split())
+    if not text and isinstance(problem, BaseException):
+        text = type(problem).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

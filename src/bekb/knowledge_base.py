@@ -83,9 +83,18 @@ class KnowledgeBase:
 
     def _retrieval(self) -> Retriever:
         if self._retriever is None:
+            from functools import partial
+
+            from bekb.retrieval.rerank import Reranker
             from bekb.retrieval.retriever import Retriever
 
-            self._retriever = Retriever(self.store, self.settings.index_dir, self._query_embedder)
+            model = self.settings.rerank_model
+            self._retriever = Retriever(
+                self.store,
+                self.settings.index_dir,
+                self._query_embedder,
+                partial(Reranker, model) if model else None,
+            )
         return self._retriever
 
     def _model(self) -> ModelSpec:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from bekb.domain import Chunk
-from bekb.errors import StoreError
+from bekb.errors import StoreError, one_line
 
 if TYPE_CHECKING:
     from bekb.embedding import Vectors
@@ -73,12 +73,12 @@ def chroma_errors(action: str, url: str | None = None) -> Iterator[None]:
     except StoreError:
         raise
     except Exception as exc:
-        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = one_line(exc)
         if url and ("connect" in text.lower() or isinstance(exc, ConnectionError)):
             raise StoreError(
                 f"cannot reach the Chroma server at {url}: is `chroma run` up?"
             ) from exc
-        raise StoreError(f"Chroma failed to {action}: {text[:300]}") from exc
+        raise StoreError(f"Chroma failed to {action}: {text}") from exc
 
 
 def _is_missing(exc: BaseException | None) -> bool:

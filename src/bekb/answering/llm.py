@@ -15,7 +15,7 @@ from anthropic.types import (
 )
 
 from bekb.domain import Citation, Hit
-from bekb.errors import AnswerError
+from bekb.errors import AnswerError, one_line
 
 MESSAGE_LIMIT = 200
 # Statuses the SDK itself retries: still failing after its retries means "try again later".
@@ -115,7 +115,7 @@ def map_api_errors() -> Iterator[None]:
     except anthropic.APIStatusError as exc:
         raise _status_error(exc) from exc
     except anthropic.AnthropicError as exc:
-        raise AnswerError(f"Anthropic API call failed: {_one_line(str(exc))}") from exc
+        raise AnswerError(f"Anthropic API call failed: {one_line(exc, MESSAGE_LIMIT)}") from exc
 
 
 def _status_error(exc: anthropic.APIStatusError) -> AnswerError:
@@ -129,7 +129,7 @@ def _status_error(exc: anthropic.APIStatusError) -> AnswerError:
         return AnswerError(f"Anthropic API overloaded ({label}): try again shortly", transient=True)
     if status >= 500 or status in _TRANSIENT_STATUSES or kind in _TRANSIENT_TYPES:
         return AnswerError(f"Anthropic API error ({label}): try again shortly", transient=True)
-    detail = _one_line(exc.api_message or exc.message)
+    detail = one_line(exc.api_message or exc.message, MESSAGE_LIMIT)
     return AnswerError(f"Anthropic API refused the request ({label}): {detail}", transient=False)
 
 
@@ -165,8 +165,3 @@ def _with_markers(text: str, numbers: Sequence[int]) -> str:
         return text
     body = text.rstrip()
     return body + "".join(f" [{n}]" for n in numbers) + text[len(body) :]
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 1] + "…"

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from bekb.corpus.manifest import Lock, LockedFile, LockedRepo
-from bekb.errors import ConfigError, CorpusError
+from bekb.errors import ConfigError, CorpusError, one_line
 
 DEFAULT_RAW_URL = "https://raw.githubusercontent.com/{owner}/{repo}/{commit}/{path}"
 # First retry waits this long, each further one twice as long: upstream hiccups are short.
@@ -247,14 +247,14 @@ class _Upstream:
             except httpx.TimeoutException:
                 problem = f"timed out after {self._timeout:g}s"
             except httpx.ConnectError as exc:
-                problem = f"cannot reach {host} ({_one_line(exc)})"
+                problem = f"cannot reach {host} ({one_line(exc)})"
                 unreachable = True
             except httpx.TransportError as exc:
-                problem = f"download failed ({type(exc).__name__}: {_one_line(exc)})"
+                problem = f"download failed ({type(exc).__name__}: {one_line(exc)})"
             except _Transient as exc:
                 problem = str(exc)
             except httpx.HTTPError as exc:
-                raise _Refused(f"download failed ({_one_line(exc)})") from exc
+                raise _Refused(f"download failed ({one_line(exc)})") from exc
         problem += f" ({attempts} attempts)" if attempts > 1 else ""
         if unreachable:
             self._unreachable[host] = problem
@@ -295,7 +295,3 @@ class _Upstream:
 
 class _Transient(Exception):
     """An upstream answer worth retrying (429, 5xx)."""
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

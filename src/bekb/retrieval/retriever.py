@@ -14,6 +14,7 @@ from bekb.errors import IndexNotBuiltError
 from bekb.indexing.indexer import bm25_folder
 from bekb.retrieval.bm25 import KeywordIndex
 from bekb.retrieval.fusion import reciprocal_rank_fusion
+from bekb.retrieval.rerank import RERANK_CANDIDATES, Reranker
 from bekb.store import ChromaStore, FileRecord, IndexMeta
 
 # Candidates each retriever contributes before fusion.
@@ -58,10 +59,13 @@ class Retriever:
         store: ChromaStore,
         index_dir: Path,
         embedder: Callable[[IndexMeta], Embedder],
+        reranker: Callable[[], Reranker] | None = None,
     ) -> None:
         self.store = store
         self.index_dir = index_dir
         self._embedder_factory = embedder
+        self._reranker_factory = reranker
+        self._reranker: Reranker | None = None
         self._embedder: Embedder | None = None
         self._snapshot: _Snapshot | None = None
 
@@ -101,7 +105,8 @@ class Retriever:
         fused = reciprocal_rank_fusion(
             {"dense": [c for c, _ in dense], "bm25": [c for c, _ in lexical]}, weights=WEIGHTS
         )
-        top = fused[: k * 3]
+        wanted = max(k, RERANK_CANDIDATES) if self._reranker_factory else k
+        top = fused[: wanted * 3]
         chunks = {c.id: c for c in self.store.get_chunks(key, [f.id for f in top])}
         hits = []
         for entry in top:
@@ -115,9 +120,13 @@ class Retriever:
                 fused=entry.score,
             )
             hits.append((chunk, explain))
-        merged = merge_neighbours(hits)[:k]
+        merged = merge_neighbours(hits)[:wanted]
+        if self._reranker_factory is not None:
+            if self._reranker is None:
+                self._reranker = self._reranker_factory()
+            merged = self._reranker.rerank(query, merged)
         best = max((sim for _, sim in dense), default=0.0)
-        return SearchResult(tuple(merged), best, snap.keywords.coverage(query))
+        return SearchResult(tuple(merged[:k]), best, snap.keywords.coverage(query))
 
     def _keywords(self, meta: IndexMeta, records: dict[str, FileRecord]) -> KeywordIndex:
         folder = bm25_folder(self.index_dir, meta.collection, meta.generation)
