@@ -126,3 +126,16 @@ def test_k_below_one_is_a_usage_error(indexed):
 
 def test_control_characters_in_a_question_are_ignored(indexed):
     assert indexed.search("saga\x00 compensation\x1b", k=1)[0].path == SAGA
+
+
+def test_extractive_quotes_keep_a_split_code_block_whole(tiny_settings, hashing_embedder):
+    kb = KnowledgeBase.open(tiny_settings, embedder=hashing_embedder, chunk_tokens=40)
+    kb.index()
+    answer = kb.ask("compensate failed_step reversed undo", use_llm=False)
+    quoted = [c.quote for c in answer.citations if "def compensate" in c.quote]
+    assert quoted, [c.label for c in answer.citations]
+    source = (tiny_settings.root / SAGA).read_text()
+    block = source[
+        source.index("```python") : source.index("```\n", source.index("undo(step)")) + 4
+    ]
+    assert block in quoted[0]

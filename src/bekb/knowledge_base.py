@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -297,7 +297,12 @@ class KnowledgeBase:
         the API is briefly unavailable, the best passages are quoted. Nothing relevant found
         gives `mode == "abstain"`.
         """
-        from bekb.answering.extractive import ENABLE_HINT, abstention, extractive_answer
+        from bekb.answering.extractive import (
+            ENABLE_HINT,
+            PASSAGES,
+            abstention,
+            extractive_answer,
+        )
         from bekb.answering.persona import load_persona
 
         question = _check_text(question, "question")
@@ -318,8 +323,30 @@ class KnowledgeBase:
                 if not exc.transient:
                     raise
                 notice = f"{exc} — showing the best passages instead."
-        text, citations = extractive_answer(hits, persona=who.name)
+        text, citations = extractive_answer(self._quotable(hits, PASSAGES), persona=who.name)
         return Answer(question, "extractive", text, citations, hits, who.name, notice)
+
+    def _quotable(self, hits: Sequence[Hit], count: int) -> list[Hit]:
+        """The best `count` passages with whole code blocks, none inside another."""
+        from bekb.answering.extractive import whole_code_blocks
+
+        meta = self._active()
+        records = self.store.files(meta.collection)
+        out: list[Hit] = []
+        for hit in hits:
+            record = records.get(hit.path)
+            chunks = self.store.get_chunks(meta.collection, record.chunk_ids) if record else []
+            passage = whole_code_blocks(hit, chunks)
+            if not any(
+                q.path == passage.path
+                and q.start_line <= passage.start_line
+                and passage.end_line <= q.end_line
+                for q in out
+            ):
+                out.append(passage)
+            if len(out) == count:
+                break
+        return out
 
     def _off_topic(self, result: SearchResult) -> bool:
         s = self.settings

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bekb.answering.extractive import PASSAGES, abstention, extractive_answer
-from bekb.domain import Citation, Hit
+from bekb.answering.extractive import PASSAGES, abstention, extractive_answer, whole_code_blocks
+from bekb.domain import Chunk, Citation, Hit
 
 CODE = "```python\ndef compensate():\n    undo()\n```\n"
 
@@ -49,3 +49,48 @@ def test_abstention_names_the_nearest_topics_once_each():
         "- doc1.md#Sagas\n"
         "- doc2.md\n"
     )
+
+
+def chunk(ordinal: int, text: str) -> Chunk:
+    return Chunk(
+        f"c{ordinal}",
+        "a.md",
+        ordinal,
+        "H",
+        ordinal * 10 + 1,
+        ordinal * 10 + 9,
+        "prose",
+        text,
+        "",
+        "x",
+    )
+
+
+FILE = [
+    chunk(0, "# Intro\n\nSome prose.\n"),
+    chunk(1, "```python\ndef a():\n"),
+    chunk(2, "    return 1\n"),
+    chunk(3, "```\n\nAfter.\n"),
+    chunk(4, "More prose.\n"),
+]
+
+
+def test_a_passage_inside_a_split_code_block_is_widened_to_the_whole_block():
+    inside = Hit("a.md", "H", 21, 29, "    return 1\n", 1.0, chunk_ids=("c2",))
+    widened = whole_code_blocks(inside, FILE)
+    assert (widened.text, widened.start_line, widened.end_line, widened.chunk_ids) == (
+        "```python\ndef a():\n    return 1\n```\n\nAfter.\n",
+        11,
+        39,
+        ("c1", "c2", "c3"),
+    )
+
+
+def test_a_passage_without_cut_code_is_left_alone():
+    prose = Hit("a.md", "H", 41, 49, "More prose.\n", 1.0, chunk_ids=("c4",))
+    assert whole_code_blocks(prose, FILE) is prose
+
+
+def test_a_passage_from_an_unknown_chunk_is_left_alone():
+    stranger = Hit("a.md", "H", 1, 2, "x\n", 1.0, chunk_ids=("gone",))
+    assert whole_code_blocks(stranger, FILE) is stranger

@@ -2,13 +2,51 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import replace
 
-from bekb.domain import Citation, Hit
+from bekb.domain import Chunk, Citation, Hit
 
 # Passages quoted by an extractive answer.
 PASSAGES = 3
 ENABLE_HINT = "Set ANTHROPIC_API_KEY to have Claude synthesise an answer from these passages."
+_FENCE = re.compile(r"^ {0,3}(?:```|~~~)", re.MULTILINE)
+
+
+def whole_code_blocks(hit: Hit, file_chunks: Sequence[Chunk]) -> Hit:
+    """`hit` widened over neighbouring chunks of its file until no code block is cut.
+
+    A code block longer than the model window is split across chunks at indexing time; a
+    quote must still show it from its opening fence to its closing one.
+    """
+    ordered = sorted(file_chunks, key=lambda c: c.ordinal)
+    ids = [c.id for c in ordered]
+    if not hit.chunk_ids or hit.chunk_ids[0] not in ids or hit.chunk_ids[-1] not in ids:
+        return hit
+    first, last = ids.index(hit.chunk_ids[0]), ids.index(hit.chunk_ids[-1])
+
+    def fences(chunk: Chunk) -> int:
+        return len(_FENCE.findall(chunk.text))
+
+    before = sum(fences(c) for c in ordered[:first])
+    while before % 2 and first > 0:  # the passage starts inside a code block
+        first -= 1
+        before -= fences(ordered[first])
+    inside = sum(fences(c) for c in ordered[first : last + 1])
+    while (before + inside) % 2 and last < len(ordered) - 1:  # ... or ends inside one
+        last += 1
+        inside += fences(ordered[last])
+    span = ordered[first : last + 1]
+    if len(span) == len(hit.chunk_ids):
+        return hit
+    return replace(
+        hit,
+        text="".join(c.text for c in span),
+        start_line=span[0].start_line,
+        end_line=span[-1].end_line,
+        chunk_ids=tuple(c.id for c in span),
+    )
 
 
 def extractive_answer(hits: Sequence[Hit], *, persona: str) -> tuple[str, tuple[Citation, ...]]:
