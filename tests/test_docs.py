@@ -43,3 +43,10 @@ def test_every_command_has_help_with_an_example_and_a_readme_mention(command):
     assert done.returncode == 0, done.stderr
     assert "Example" in done.stdout or "bekb " in done.stdout
     assert f"bekb {command}" in README.read_text()
+
+
+def test_configuration_doc_is_generated_from_the_settings():
+    sys.path.insert(0, str(README.parent / "scripts"))
+    from gen_config_docs import DOC, render
+
+    assert DOC.read_text() == render(), "run: python scripts/gen_config_docs.py"
