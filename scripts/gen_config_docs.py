@@ -10,6 +10,9 @@ from pathlib import Path
 from bekb.settings import Settings
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+EXAMPLE = (
+    '```toml\n# bekb.toml\nroot = "corpus"\nscope = "workspace"\nexclude = ["*/drafts/*"]\n```\n\n'
+)
 ENV_OVERRIDES = {
     "anthropic_api_key": "ANTHROPIC_API_KEY",
     "anthropic_base_url": "ANTHROPIC_BASE_URL",
@@ -31,8 +34,8 @@ def render() -> str:
         "Precedence: defaults < `bekb.toml` (working directory, or the file named by "
         "`BEKB_CONFIG`) < environment < command-line flags. Lists are comma-separated in the "
         "environment and arrays in `bekb.toml`.\n\n"
-        '```toml\n# bekb.toml\nroot = "corpus"\nscope = "workspace"\nexclude = ["*/drafts/*"]\n```\n\n'
-        "| setting | environment | default | meaning |\n|---|---|---|---|\n"
+        + EXAMPLE
+        + "| setting | environment | default | meaning |\n|---|---|---|---|\n"
         + "\n".join(rows)
         + "\n"
     )
