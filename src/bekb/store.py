@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from bekb.embedding import Vectors
 
 ACTIVE = "active"
+# Seconds a request to a Chroma server may take before it counts as a failure.
+HTTP_TIMEOUT = 60.0
 _UNIT = [1.0]  # registry records need an embedding; they are never searched by vector
 _T = TypeVar("_T")
 # Seconds a dropped index stays readable under a retired name, for searches that read the
@@ -112,6 +114,7 @@ class ChromaStore:
                     ssl=parsed.scheme == "https",
                     settings=chroma_settings,
                 )
+                _bound_http_timeout(self._client, HTTP_TIMEOUT)
                 self._client.heartbeat()
             else:
                 self._client = chromadb.PersistentClient(
@@ -389,16 +392,17 @@ class ChromaStore:
 
     def query(self, key: str, vector: Vectors, n: int) -> list[tuple[str, float]]:
         """Nearest chunk ids to `vector` (a 1-row matrix) with cosine similarity, best first."""
-
-        def nearest(collection: Any) -> Any:
-            total = collection.count()
-            if total == 0:
-                return None
-            return collection.query(
-                query_embeddings=vector, n_results=min(n, total), include=["distances"]
-            )
-
-        got = self._use(self._chunks_name(key), "search", nearest, create=False, missing=None)
+        # No count() first: Chroma returns fewer than n (or none) by itself, and in server
+        # mode every call is a round trip.
+        got = self._use(
+            self._chunks_name(key),
+            "search",
+            lambda collection: collection.query(
+                query_embeddings=vector, n_results=n, include=["distances"]
+            ),
+            create=False,
+            missing=None,
+        )
         if got is None:
             return []
         return [
@@ -409,6 +413,18 @@ class ChromaStore:
         with contextlib.suppress(Exception):
             return max(1, min(4000, int(self._client.get_max_batch_size())))
         return 1000
+
+
+def _bound_http_timeout(client: Any, seconds: float) -> None:
+    """Give the HTTP client a timeout: chromadb's has none, so a hung server blocks forever.
+
+    chromadb exposes no setting for it; its httpx session is reached through private
+    attributes, so a chromadb that moves them simply keeps its own behaviour.
+    """
+    import httpx
+
+    with contextlib.suppress(AttributeError):
+        client._server._session.timeout = httpx.Timeout(seconds)
 
 
 def _chunk_metadata(chunk: Chunk, written_at: float) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent, Tool
 
 from bekb import KnowledgeBase, Settings
-from bekb.cli.render import search_json
+from bekb.contracts import search_json
 from bekb.mcp.server import build_server
 
 TOOLS = {"search", "ask", "list_sources", "get_document"}

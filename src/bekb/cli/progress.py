@@ -42,8 +42,7 @@ class IndexProgress:
         self._tasks: dict[str, Any] = {}
 
     def __enter__(self) -> IndexProgress:
-        self._bar.start()
-        return self
+        return self  # the bar starts with the first step: a failure before any work prints none
 
     def __exit__(
         self,
@@ -51,13 +50,16 @@ class IndexProgress:
         value: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self._bar.stop()
+        if self._tasks:
+            self._bar.stop()
 
     def update(self, step: Progress) -> None:
         """Show `step` (an on_progress callback)."""
         if step.stage == "finish" or step.total == 0:
             return
         task = self._tasks.get(step.stage)
+        if not self._tasks:
+            self._bar.start()
         if task is None:
             task = self._bar.add_task(LABELS[step.stage], total=step.total)
             self._tasks[step.stage] = task

@@ -72,7 +72,14 @@ Returns {"path", "text"}.
 
 def build_server(kb: KnowledgeBase) -> MCPServer:
     """An MCP server whose four read-only tools answer from `kb`."""
-    server: MCPServer = MCPServer("bekb", instructions=INSTRUCTIONS, version=_version())
+    server: MCPServer = MCPServer(
+        # INFO logs a line per request (and per Chroma HTTP call in server mode): noise
+        # that costs a third of a search's latency.
+        "bekb",
+        instructions=INSTRUCTIONS,
+        version=_version(),
+        log_level="WARNING",
+    )
     guard = (
         threading.Lock()
     )  # sync tools run on worker threads; the KnowledgeBase is not shared-safe

@@ -90,7 +90,7 @@ class Retriever:
         vectors: Vectors = self._embedder.embed([query])
         return vectors[:1]
 
-    def search(self, query: str, k: int) -> SearchResult:
+    def search(self, query: str, k: int, *, retry: bool = True) -> SearchResult:
         """The `k` best passages for `query`."""
         snap = self.snapshot()
         key = snap.meta.collection
@@ -98,6 +98,9 @@ class Retriever:
         dense = [
             (cid, sim) for cid, sim in self.store.query(key, vector, CANDIDATES) if cid in snap.live
         ]
+        if not dense and snap.live and retry and self.store.active() != snap.meta:
+            # A rebuild switched the index between reading the pointer and querying it.
+            return self.search(query, k, retry=False)
         lexical = [
             (cid, s) for cid, s in snap.keywords.search(query, CANDIDATES) if cid in snap.live
         ]
