@@ -19,7 +19,7 @@ import pytest
 from chroma_server import ChromaServer, free_port
 from conftest import TINY_AGENT, HashingEmbedder, assert_consistent, store_state
 
-from bekb import KnowledgeBase, Settings, StoreError
+from bekb import IndexLockedError, KnowledgeBase, Settings, StoreError
 from bekb.domain import Chunk
 from bekb.store import ChromaStore, FileRecord, IndexMeta
 
@@ -387,3 +387,30 @@ def _search_main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     _search_main(sys.argv[1:])
+
+
+def test_a_second_machine_waits_for_the_writer_lease_then_fails_clearly(
+    chroma_url, tiny_root, tmp_path
+):
+    first = server_kb(tiny_root, tmp_path / "machine-a", chroma_url)
+    second = KnowledgeBase.open(
+        server_kb(tiny_root, tmp_path / "machine-b", chroma_url).settings,
+        embedder=HashingEmbedder(),
+        lock_timeout=1,
+    )
+    with (
+        first.store.writer_lease(timeout=5),
+        pytest.raises(IndexLockedError, match=r"another writer .* is indexing into"),
+    ):
+        second.index()
+    assert second.index().added == 5  # released: the second machine indexes
+    assert_consistent(second)
+
+
+def test_an_expired_lease_of_a_killed_writer_is_taken_over(chroma_url, tiny_root, tmp_path):
+    kb = server_kb(tiny_root, tmp_path / "machine-a", chroma_url)
+    kb.store._write_lease("dead-host:1:gone")
+    meta = kb.store._collection(f"{kb.store.prefix}-meta")
+    meta.update(ids=["writer"], metadatas=[{"owner": "dead-host:1:gone", "expires": 0.0}])
+    assert kb.index().added == 5
+    assert kb.store._lease_holder() is None  # released after the build

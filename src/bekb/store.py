@@ -16,19 +16,29 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import socket
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from bekb.domain import Chunk
-from bekb.errors import StoreError, one_line
+from bekb.errors import IndexLockedError, StoreError, one_line
 
 if TYPE_CHECKING:
     from bekb.embedding import Vectors
 
 ACTIVE = "active"
+LEASE = "writer"
+# Seconds a writer's lease lasts unless renewed (a killed writer blocks others this long).
+LEASE_TTL = 60.0
+# Pause between writing the lease and reading it back: far above one request's latency.
+LEASE_SETTLE = 0.3
+LEASE_POLL = 0.5
 # Seconds a request to a Chroma server may take before it counts as a failure.
 HTTP_TIMEOUT = 60.0
 _UNIT = [1.0]  # registry records need an embedding; they are never searched by vector
@@ -215,6 +225,80 @@ class ChromaStore:
             missing=None,
         )
         self._purge_retired()
+
+    # -- the writer lease (server mode) -----------------------------------------------------
+
+    @contextlib.contextmanager
+    def writer_lease(self, timeout: float) -> Iterator[None]:
+        """Hold the server-wide write lease, waiting up to `timeout` seconds for another writer.
+
+        The file lock only guards one machine; on a shared server another machine's writer
+        could otherwise delete this one's uncommitted chunks as orphans. Chroma has no
+        compare-and-set, so a lease is taken by writing it, waiting longer than a request
+        takes, and reading it back: of two writers racing, only the last one written keeps
+        it. A holder renews it while it works; a killed holder's lease expires.
+        In embedded mode the file lock alone suffices and this does nothing.
+        """
+        if self.mode == "embedded":
+            yield
+            return
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        deadline = time.monotonic() + timeout
+        while (holder := self._take_lease(owner)) != owner:
+            if time.monotonic() >= deadline:
+                raise IndexLockedError(
+                    f"another writer ({holder}) is indexing into {self.url}; gave up after "
+                    f"{timeout:g}s (wait for it, or raise --lock-timeout)"
+                )
+            time.sleep(LEASE_POLL)
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew_lease, args=(owner, stop), daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            with contextlib.suppress(StoreError):
+                if self._lease_holder() == owner:
+                    self._meta_op("release the write lease", lambda c: c.delete(ids=[LEASE]))
+
+    def _take_lease(self, owner: str) -> str:
+        holder = self._lease_holder()
+        if holder and holder != owner:
+            return holder
+        self._write_lease(owner)
+        time.sleep(LEASE_SETTLE)
+        return self._lease_holder() or ""
+
+    def _renew_lease(self, owner: str, stop: threading.Event) -> None:
+        while not stop.wait(LEASE_TTL / 3):
+            with contextlib.suppress(StoreError):
+                self._write_lease(owner)
+
+    def _write_lease(self, owner: str) -> None:
+        self._meta_op(
+            "write the write lease",
+            lambda c: c.upsert(
+                ids=[LEASE],
+                embeddings=[_UNIT],
+                metadatas=[{"owner": owner, "expires": time.time() + LEASE_TTL}],
+                documents=[LEASE],
+            ),
+        )
+
+    def _lease_holder(self) -> str | None:
+        """The current holder of an unexpired lease, if any."""
+        got = self._meta_op(
+            "read the write lease", lambda c: c.get(ids=[LEASE], include=["metadatas"])
+        )
+        if not got["ids"]:
+            return None
+        data = got["metadatas"][0]
+        return str(data["owner"]) if float(data["expires"]) > time.time() else None
+
+    def _meta_op(self, action: str, op: Callable[[Any], _T]) -> _T:
+        return self._use(f"{self.prefix}-meta", action, op, missing=cast(_T, None))
 
     def collection_keys(self) -> list[str]:
         """Collection suffixes of every index this prefix has in the store (active or not)."""
