@@ -37,9 +37,15 @@ def test_onnx_export_agrees_with_sentence_transformers_on_corpus_chunks(cited_kb
     assert float(cosines.min()) >= 0.999
 
 
+def test_a_cached_vector_that_is_not_unit_length_counts_as_missing(tmp_path):
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    cache.put_many("m", {"k": np.arange(4, dtype=np.float32)})
+    assert cache.get_many("m", ["k"], 4) == {}
+
+
 def test_the_cache_returns_exactly_what_was_stored(tmp_path):
     cache = EmbeddingCache(tmp_path / "cache.sqlite")
-    vector = np.arange(4, dtype=np.float32)
+    vector = np.array([0.5, 0.5, 0.5, 0.5], dtype=np.float32)
     cache.put_many("model-a", {text_key("hello"): vector})
     assert list(cache.get_many("model-a", [text_key("hello")], 4)) == [text_key("hello")]
     assert np.array_equal(
@@ -54,7 +60,7 @@ def test_a_corrupt_cache_file_is_replaced_not_fatal(tmp_path):
     path.write_bytes(b"this is not a database" * 100)
     cache = EmbeddingCache(path)
     assert cache.get_many("m", ["k"], 4) == {}
-    cache.put_many("m", {"k": np.ones(4, dtype=np.float32)})
+    cache.put_many("m", {"k": np.full(4, 0.5, dtype=np.float32)})
     assert list(cache.get_many("m", ["k"], 4)) == ["k"]
 
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from bekb.errors import EmbeddingError, one_line
+from bekb.errors import EmbeddingError, IndexStateError, one_line
 
 Vectors: TypeAlias = NDArray[np.float32]
 
@@ -213,10 +213,13 @@ class OnnxEmbedder:
         return np.vstack(out)
 
     def _embed_batch(self, texts: Sequence[str]) -> Vectors:
-        encodings = self._tokenizer.encode_batch(list(texts))
+        return self._run(self._tokenizer.encode_batch(list(texts)))
+
+    def _run(self, encodings: Sequence[Any]) -> Vectors:
+        """Pooled unit vectors of tokenised texts (one padded batch)."""
         width = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(texts), width), dtype=np.int64)
-        mask = np.zeros((len(texts), width), dtype=np.int64)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
         for row, encoding in enumerate(encodings):
             ids[row, : len(encoding.ids)] = encoding.ids
             mask[row, : len(encoding.ids)] = 1
@@ -327,6 +330,143 @@ def _max_seq_length(spec: ModelSpec) -> int:
     return 256
 
 
+# -- the int8 indexing backend -------------------------------------------------------------
+
+# Lowest cosine between an int8 model and its fp32 export, on CHECK_TEXTS, for it to be used.
+INT8_MIN_COSINE = 0.98
+# Dynamic int8 quantises activations with one scale per batch, so batch-mates would move a
+# text's vector (cos ~0.99); one text per call keeps it a function of the text, as the
+# cache assumes, for ~15% of the speed.
+INT8_BATCH = 1
+# Texts the exports are checked on when the corpus offers none (prose, code, a heading trail).
+CHECK_TEXTS = (
+    "Saga Orchestration\nBest Practices > Do's\nMake step timeouts configurable per step type.",
+    "How do I block until the read model has processed the command?",
+    "def compensate(self, step):\n    for done in reversed(self.completed):\n        done.undo()",
+    "CQRS separates the write model from read models optimised for queries.",
+    "Use idempotency keys so a retried request is applied once.",
+    "bekb",
+)
+
+
+@dataclass(frozen=True)
+class BackendModelSpec(ModelSpec):
+    """A model run by another indexing backend than sentence-transformers (fp32).
+
+    Its vectors differ slightly from the model's own, so it has its own fingerprint: the
+    embedding cache, the index and the query-side ONNX folder never mix the two.
+    """
+
+    backend: str = "onnx-int8"
+
+    @property
+    def fingerprint(self) -> str:
+        """The model's fingerprint, made distinct by the backend."""
+        base = ModelSpec(self.name, self.path).fingerprint
+        return hashlib.sha256(f"{base}|{self.backend}".encode()).hexdigest()[:16]
+
+
+def index_model(spec: ModelSpec, backend: str) -> ModelSpec:
+    """The identity chunk vectors are filed under when `backend` embeds them."""
+    return spec if backend == "torch" else BackendModelSpec(spec.name, spec.path, backend)
+
+
+def index_embedder(spec: ModelSpec, onnx_dir: Path, *, batch_size: int = 32) -> Embedder:
+    """The model that embeds chunks at index time, as the spec's backend runs it.
+
+    For `onnx-int8` the quantised model is made once under `onnx_dir/<fingerprint>` (the
+    folder the query path then loads, so queries use the same int8 model); it embeds one
+    text per call (INT8_BATCH), whatever `batch_size` says.
+    """
+    if not isinstance(spec, BackendModelSpec):
+        return SentenceTransformerEmbedder(spec, batch_size=batch_size)
+    folder = onnx_dir / spec.fingerprint
+    if not (folder / "meta.json").exists():
+        quantize_onnx(spec, onnx_dir)
+    return BulkOnnxEmbedder(folder, batch_size=INT8_BATCH)
+
+
+def quantize_onnx(spec: BackendModelSpec, onnx_dir: Path) -> float:
+    """Quantise the model's ONNX export to int8 (exporting it first if needed).
+
+    Weights of the MatMuls are quantised per channel, activations dynamically. Returns the
+    lowest cosine to the fp32 export on CHECK_TEXTS; below INT8_MIN_COSINE the model is
+    refused (EmbeddingError).
+    """
+    import shutil
+
+    base = ModelSpec(spec.name, spec.path)
+    source = onnx_dir / base.fingerprint
+    if not (source / "meta.json").exists():
+        export_onnx(SentenceTransformerEmbedder(base), source, CHECK_TEXTS)
+    folder = onnx_dir / spec.fingerprint
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with _quiet_root_logger():  # it suggests a pre-processing pass we do not need
+            quantize_dynamic(
+                source / "model.onnx",
+                tmp / "model.onnx",
+                op_types_to_quantize=["MatMul"],
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+            )
+    except Exception as exc:
+        raise EmbeddingError(f"cannot quantise {source / 'model.onnx'}: {one_line(exc)}") from exc
+    shutil.copyfile(source / "tokenizer.json", tmp / "tokenizer.json")
+    meta = json.loads((source / "meta.json").read_text())
+    meta.update(quantization="int8: MatMul weights per channel, dynamic activations")
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    reference = OnnxEmbedder(source).embed(CHECK_TEXTS)
+    worst = float(np.min(np.sum(reference * OnnxEmbedder(tmp).embed(CHECK_TEXTS), axis=1)))
+    meta.update(min_cosine=worst, source=base.fingerprint)
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    if worst < INT8_MIN_COSINE:
+        raise EmbeddingError(f"the int8 model disagrees with fp32 (cos {worst:.4f})")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return worst
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """Silence `logging.warning(...)` calls without letting them configure the root logger."""
+    import logging
+
+    root = logging.getLogger()
+    guard = logging.NullHandler()  # with a handler present, logging.warning skips basicConfig
+    root.addHandler(guard)
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+        root.removeHandler(guard)
+
+
+class BulkOnnxEmbedder(OnnxEmbedder):
+    """An ONNX model for indexing: texts are batched by length, so batches pad little."""
+
+    def __init__(self, folder: Path, *, batch_size: int = 32) -> None:
+        super().__init__(folder)
+        self.batch_size = batch_size
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Unit-length vectors, one row per text (in the order given)."""
+        self.calls += len(texts)
+        out = np.zeros((len(texts), self._dimensions), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids), reverse=True)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            out[rows] = self._run([encodings[i] for i in rows])
+        return out
+
+
 class EmbeddingCache:
     """Vectors on disk keyed by (model fingerprint, sha256 of the text): never embed twice."""
 
@@ -336,9 +476,19 @@ class EmbeddingCache:
         try:
             self._db = self._open()
         except sqlite3.DatabaseError:
-            # A corrupt cache only costs recomputation: start a fresh one.
-            path.unlink(missing_ok=True)
-            self._db = self._open()
+            # A corrupt cache (or a foreign table) only costs recomputation: start afresh.
+            for stale in (
+                path,
+                path.with_name(path.name + "-wal"),
+                path.with_name(path.name + "-shm"),
+            ):
+                stale.unlink(missing_ok=True)
+            try:
+                self._db = self._open()
+            except sqlite3.Error as exc:
+                raise IndexStateError(
+                    f"cannot create the embedding cache {path}: {one_line(exc)}"
+                ) from exc
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -347,27 +497,34 @@ class EmbeddingCache:
             "CREATE TABLE IF NOT EXISTS vectors (model TEXT, text_sha TEXT, vector BLOB, "
             "PRIMARY KEY (model, text_sha)) WITHOUT ROWID"
         )
-        db.execute("SELECT count(*) FROM vectors LIMIT 1").fetchone()
+        db.execute("SELECT model, text_sha, vector FROM vectors LIMIT 1").fetchall()
         return db
 
     def get_many(self, model: str, keys: Sequence[str], dimensions: int) -> dict[str, Vectors]:
         """The cached vectors among `keys` (sha256 hex of texts)."""
         found: dict[str, Vectors] = {}
-        for batch in _batches(list(keys), 500):
-            marks = ",".join("?" * len(batch))
-            rows = self._db.execute(
-                f"SELECT text_sha, vector FROM vectors WHERE model = ? AND text_sha IN ({marks})",
-                [model, *batch],
-            )
-            for key, blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                if vector.shape == (dimensions,):  # a wrong-sized row is treated as missing
-                    found[key] = vector
+        with self._errors("read"):
+            for batch in _batches(list(keys), 500):
+                marks = ",".join("?" * len(batch))
+                rows = self._db.execute(
+                    "SELECT text_sha, vector FROM vectors "
+                    f"WHERE model = ? AND text_sha IN ({marks})",
+                    [model, *batch],
+                ).fetchall()
+                for key, blob in rows:
+                    vector = np.frombuffer(blob, dtype=np.float32)
+                    # A damaged row (wrong size, not finite, not unit length) counts as missing:
+                    # it is recomputed rather than served.
+                    if (
+                        vector.shape == (dimensions,)
+                        and abs(float(np.linalg.norm(vector)) - 1) < 1e-3
+                    ):
+                        found[key] = vector
         return found
 
     def put_many(self, model: str, items: dict[str, Vectors]) -> None:
         """Store vectors by text hash (one transaction)."""
-        with self._transaction():
+        with self._errors("write"), self._transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
                 [
@@ -375,6 +532,15 @@ class EmbeddingCache:
                     for key, v in items.items()
                 ],
             )
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:  # a full disk, a file removed under us
+            raise IndexStateError(
+                f"cannot {action} the embedding cache {self.path}: {one_line(exc)}"
+            ) from exc
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:

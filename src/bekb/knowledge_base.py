@@ -21,13 +21,14 @@ from bekb.domain import (
     Source,
 )
 from bekb.errors import EmbeddingError, IndexNotBuiltError, UsageError
+from bekb.indexing.state import plan
 from bekb.settings import Settings
 
 if TYPE_CHECKING:
     from threading import Event
 
     from bekb.corpus.sync import SyncReport
-    from bekb.embedding import Embedder, ModelSpec, TokenizerCounter
+    from bekb.embedding import Embedder, ModelSpec
     from bekb.evaluation import Report as EvalReport
     from bekb.indexing.watch import ErrorCallback, RebuildCallback
     from bekb.retrieval.retriever import Retriever, SearchResult
@@ -80,6 +81,21 @@ class KnowledgeBase:
                 index_dir=self.settings.index_dir, url=self.settings.chroma_url
             )
         return self._store
+
+    def _open_or_replace_store(self) -> ChromaStore:
+        """The store, opened for writing (under the write lock); an embedded store too
+        damaged to open is set aside and rebuilt (cached embeddings make that cheap)."""
+        from bekb.errors import StoreError
+        from bekb.store import set_aside
+
+        try:
+            return self.store
+        except StoreError:
+            folder = self.settings.index_dir / "chroma"
+            if self.settings.chroma_url or not folder.exists():
+                raise
+            set_aside(folder)
+            return self.store
 
     def _retrieval(self) -> Retriever:
         if self._retriever is None:
@@ -136,25 +152,30 @@ class KnowledgeBase:
         from bekb.embedding import (
             EmbeddingCache,
             ModelSpec,
-            SentenceTransformerEmbedder,
             TokenizerCounter,
+            index_embedder,
+            index_model,
         )
         from bekb.indexing.indexer import BuildSettings, Indexer
         from bekb.indexing.lock import write_lock
 
         selection = self.selection()
-        spec = self._model()
-        with write_lock(self.settings.index_dir, self.settings.lock_timeout):
+        spec = index_model(self._model(), self.settings.index_backend)
+        timeout = self.settings.lock_timeout
+        with (
+            write_lock(self.settings.index_dir, timeout),
+            self._open_or_replace_store().writer_lease(timeout),
+        ):
             cache = EmbeddingCache(self.settings.index_dir / "embeddings.sqlite")
-            loaded: list[SentenceTransformerEmbedder] = []
+            loaded: list[Embedder] = []
 
             def embedder() -> Embedder:
                 if self._embedder is not None:
                     return self._embedder
                 if not loaded:
-                    loaded.append(
-                        SentenceTransformerEmbedder(spec, batch_size=self.settings.embed_batch_size)
-                    )
+                    onnx_dir = self.settings.index_dir / "onnx"
+                    batch = self.settings.embed_batch_size
+                    loaded.append(index_embedder(spec, onnx_dir, batch_size=batch))
                 return loaded[0]
 
             counter = TokenizerCounter.for_model(spec)
@@ -171,7 +192,7 @@ class KnowledgeBase:
             )
             try:
                 report = indexer.run(selection, full=full)
-                self._ensure_onnx(spec, embedder, counter)
+                self._ensure_onnx(spec, embedder)
             finally:
                 cache.close()
         self._retriever = None
@@ -200,17 +221,19 @@ class KnowledgeBase:
             stop_event=stop_event,
         )
 
-    def _ensure_onnx(
-        self, spec: ModelSpec, embedder: Callable[[], Embedder], counter: TokenizerCounter
-    ) -> None:
+    def _ensure_onnx(self, spec: ModelSpec, embedder: Callable[[], Embedder]) -> None:
         """Export the model for the fast query path, once per model (kept under the index)."""
-        from bekb.embedding import SentenceTransformerEmbedder, export_onnx
+        from bekb.embedding import OnnxEmbedder, SentenceTransformerEmbedder, export_onnx
 
         if self.settings.query_backend == "torch" or spec.path is None or self._embedder:
             return
         folder = self._onnx_folder(spec.fingerprint)
         if (folder / "meta.json").exists():
-            return
+            try:
+                OnnxEmbedder(folder)
+                return
+            except EmbeddingError:
+                pass  # a damaged export is made again
         model = embedder()
         if not isinstance(model, SentenceTransformerEmbedder):
             return
@@ -237,7 +260,12 @@ class KnowledgeBase:
         folder = self._onnx_folder(meta.model_fingerprint)
         backend = self.settings.query_backend
         if backend != "torch" and (folder / "meta.json").exists():
-            return OnnxEmbedder(folder)
+            try:
+                return OnnxEmbedder(folder)
+            except EmbeddingError:
+                if backend == "onnx":
+                    raise
+                # auto: a damaged export still answers, through sentence-transformers
         if backend == "onnx":
             raise EmbeddingError(f"no ONNX export in {folder}: run `bekb index`")
         return SentenceTransformerEmbedder(resolve_model(meta.embed_model))
@@ -275,7 +303,15 @@ class KnowledgeBase:
         return self.corpus_status().stale
 
     def _stale_after(self, refresh: bool) -> set[str]:
-        stale = {f.path for f in self.stale()}
+        # The retriever's snapshot already holds the registry: no second read from Chroma.
+        try:
+            records = self._retrieval().snapshot().records
+        except IndexNotBuiltError:
+            if refresh or self.settings.auto_refresh:
+                self.index()
+            return set()
+        todo = plan(self.settings.root, self.selection().files, records, trust_stat=True)
+        stale = {f.source.path for f in todo.work} | set(todo.deleted)
         if stale and (refresh or self.settings.auto_refresh):
             self.index()
             return set()
@@ -399,8 +435,6 @@ class KnowledgeBase:
 
     def corpus_status(self) -> CorpusStatus:
         """Every selected file compared with the index: indexed, new, changed or deleted."""
-        from bekb.indexing.state import plan
-
         selection = self.selection()
         meta = self._active_or_none()
         records = self.store.files(meta.collection) if meta else {}
@@ -447,11 +481,14 @@ class KnowledgeBase:
         from bekb.chunking.markdown import parse_frontmatter
 
         meta = self._active()
+        root = check_root(self.settings.root)
         out = []
         for path, record in sorted(self.store.files(meta.collection).items()):
             title, description = Path(path).stem, ""
+            full = (root / path).resolve()
             with contextlib.suppress(OSError, UnicodeDecodeError):
-                head = (self.settings.root / path).read_text(encoding="utf-8")[:4000]
+                # a file swapped for a link out of the root since indexing is never read
+                head = full.read_text(encoding="utf-8")[:4000] if full.is_relative_to(root) else ""
                 front = parse_frontmatter(split_lines(head))
                 if front is not None:
                     title = front.name or title
@@ -485,12 +522,14 @@ class KnowledgeBase:
 
 
 def _check_text(text: str, what: str) -> str:
-    if not isinstance(text, str) or not text.strip():
-        raise UsageError(f"the {what} is empty")
+    if not isinstance(text, str):
+        raise UsageError(f"the {what} must be text")
     if len(text) > MAX_QUESTION_CHARS:
         raise UsageError(f"the {what} is {len(text)} characters; the limit is {MAX_QUESTION_CHARS}")
-    cleaned = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in text)
-    return cleaned.strip()
+    cleaned = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in text).strip()
+    if not cleaned:
+        raise UsageError(f"the {what} is empty")
+    return cleaned
 
 
 def _folder_size(folder: Path) -> int:

@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     auto_refresh: bool = Field(
         False, description="Re-index changed files before answering instead of warning."
     )
+    index_backend: Literal["torch", "onnx-int8"] = Field(
+        "torch",
+        description="How chunks are embedded at index time: `torch` (sentence-transformers, "
+        "fp32) or `onnx-int8` (the model's ONNX export quantised to int8: about 3x faster, "
+        "vectors within cosine 0.98 of fp32; a separate index and embedding cache, and "
+        "queries use the same int8 model).",
+    )
     query_backend: Literal["auto", "onnx", "torch"] = Field(
         "auto",
         description="How queries are embedded: `onnx` (fast start, exported at index time), "

@@ -127,9 +127,7 @@ class ChromaStore:
                 _bound_http_timeout(self._client, HTTP_TIMEOUT)
                 self._client.heartbeat()
             else:
-                self._client = chromadb.PersistentClient(
-                    path=str(index_dir / "chroma"), settings=chroma_settings
-                )
+                self._client = _persistent_client(index_dir / "chroma", chroma_settings)
         self._cache: dict[str, Any] = {}
 
     @property
@@ -497,6 +495,31 @@ class ChromaStore:
         with contextlib.suppress(Exception):
             return max(1, min(4000, int(self._client.get_max_batch_size())))
         return 1000
+
+
+def _persistent_client(folder: Path, settings: Any) -> Any:
+    """The embedded client; a store too damaged to open names the fix in its error."""
+    import chromadb
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    try:
+        return chromadb.PersistentClient(path=str(folder), settings=settings)
+    except Exception as exc:
+        # chromadb caches the half-started client of this path; a retry would then hide the
+        # cause behind an unrelated AttributeError.
+        SharedSystemClient.clear_system_cache()
+        raise StoreError(
+            f"the index store {folder} is damaged ({one_line(exc, 160)}): "
+            "run `bekb index` to rebuild it"
+        ) from exc
+
+
+def set_aside(folder: Path) -> Path:
+    """Move a damaged embedded store out of the way (kept for inspection), so a fresh one
+    can be built; returns where it went."""
+    target = folder.with_name(f"{folder.name}.damaged-{int(time.time())}")
+    folder.rename(target)
+    return target
 
 
 def _bound_http_timeout(client: Any, seconds: float) -> None:

@@ -17,6 +17,8 @@ from bekb.errors import CorpusError, UsageError
 AGENTS_DIR = "agents"
 SPECIALISTS_DIR = "specialists"
 CLOSE_MATCHES = 5
+# An unknown persona name longer than this is cut in the error message.
+SHOWN_CHARS = 80
 
 _FRONTMATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S | re.M)
 
@@ -103,13 +105,17 @@ def load_persona(root: Path, name_or_path: str) -> Persona:
     """
     root_dir = root.resolve()
     if _looks_like_path(name_or_path):
-        target = (root_dir / name_or_path).resolve()
+        try:
+            target = (root_dir / name_or_path).resolve()
+            is_file = target.is_file()
+        except (OSError, ValueError):  # a name too long, a NUL byte: no such file
+            target, is_file = root_dir, False
         if not target.is_relative_to(root_dir):
             raise CorpusError(
                 f"persona path {name_or_path} is outside the root {root}: "
                 "pass a path under the root"
             )
-        if target.is_file():
+        if is_file:
             return _read_persona(root_dir, target.relative_to(root_dir).as_posix())
     agents = find_agent_files(root_dir)
     rel = agents.get(name_or_path) or _by_stem(agents.values(), name_or_path)
@@ -176,7 +182,8 @@ def _unknown(query: str, agents: dict[str, str]) -> UsageError:
     key = PurePosixPath(query).stem if _looks_like_path(query) else query
     close = difflib.get_close_matches(key, choices, n=CLOSE_MATCHES, cutoff=0.5)
     hint = f"closest: {', '.join(close)}" if close else "no close match"
+    shown = query if len(query) <= SHOWN_CHARS else query[: SHOWN_CHARS - 1] + "…"
     return UsageError(
-        f"no persona named {query!r} ({hint}); {len(agents)} available, "
+        f"no persona named {shown!r} ({hint}); {len(agents)} available, "
         "pass a name or a path relative to the root"
     )

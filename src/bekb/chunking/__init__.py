@@ -21,7 +21,7 @@ from bekb.domain import Chunk, ChunkKind
 from bekb.errors import ConfigError
 
 # Bump when chunk boundaries or context headers change: it forces a full rebuild.
-CHUNKER_VERSION = "5"
+CHUNKER_VERSION = "6"
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdx"})
 # A context header never takes more than this share of the window.
 HEADER_SHARE = 0.25

@@ -18,6 +18,9 @@ from bekb.chunking.blocks import Piece, TokenCounter, pieces_of_lines, split_lin
 # ATX heading: 1-6 `#`, then the title; a closing `#` run counts only after a space (`C#`).
 _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# A heading title or frontmatter name longer than this is cut: every chunk carries it.
+MAX_TITLE_CHARS = 200
+BOM = "\ufeff"
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class Section:
 
 def parse_frontmatter(lines: list[str]) -> Frontmatter | None:
     """The frontmatter at the top of a file, if any (malformed YAML still counts as one)."""
-    if not lines or lines[0].strip() != "---":
+    if not lines or lines[0].removeprefix(BOM).strip() != "---":
         return None
     for i in range(1, len(lines)):
         if lines[i].strip() in ("---", "..."):
@@ -54,7 +57,7 @@ def parse_frontmatter(lines: list[str]) -> Frontmatter | None:
             fields = data if isinstance(data, dict) else {}
             return Frontmatter(
                 end=i + 1,
-                name=_one_line(fields.get("name")),
+                name=_clip(_one_line(fields.get("name"))),
                 description=_one_line(fields.get("description")),
             )
     return None
@@ -83,7 +86,7 @@ def sections(text: str, counter: TokenCounter) -> tuple[Frontmatter | None, list
             block = []
 
     for piece in pieces[start:]:
-        line = piece.text.rstrip("\r\n")
+        line = _line_of(piece)
         if fence is not None:
             block.append(piece)
             if line.strip().startswith(fence) and set(line.strip()) == {fence[0]}:
@@ -105,6 +108,7 @@ def sections(text: str, counter: TokenCounter) -> tuple[Frontmatter | None, list
             level = len(heading.group(1))
             title = (heading.group(2) or "").strip()
             title = title if title.strip("#") else ""  # `# #` is an empty heading
+            title = _clip(title)
             trail = [(lvl, t) for lvl, t in trail if lvl < level] + [(level, title)]
             current = Section(trail=tuple(t for _, t in trail if t))
             block.append(piece)
@@ -118,12 +122,28 @@ def sections(text: str, counter: TokenCounter) -> tuple[Frontmatter | None, list
     return front, out
 
 
+def _line_of(piece: Piece) -> str:
+    """The line as Markdown sees it: no BOM on line 1, and a lone CR ends it (CommonMark).
+
+    Only `\\n` splits lines for line numbers; a file with old Mac line ends is one long line
+    whose first CR-terminated part can still be a heading or a fence.
+    """
+    line = piece.text.rstrip("\r\n")
+    if piece.start_line == 1:
+        line = line.removeprefix(BOM)
+    return line.split("\r", 1)[0]
+
+
 def first_heading(section_list: list[Section]) -> str:
     """The first heading title of a document, used as its title when it has no frontmatter."""
     for section in section_list:
         if section.trail:
             return section.trail[0]
     return ""
+
+
+def _clip(title: str) -> str:
+    return title if len(title) <= MAX_TITLE_CHARS else title[: MAX_TITLE_CHARS - 1] + "…"
 
 
 def _one_line(value: Any) -> str:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bekb.errors import BekbError, ConfigError, UsageError
+from bekb.errors import BekbError, ConfigError, UsageError, one_line
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_EMPTY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -107,5 +107,10 @@ def main() -> None:
         typer.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # anything unforeseen still gets one line, not a traceback
-        typer.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
+        typer.echo(f"error: unexpected {type(exc).__name__}: {one_line(exc)}", err=True)
+        sys.exit(EXIT_FAILURE)
+    except BaseException as exc:  # a native extension's panic (pyo3's PanicException)
+        if isinstance(exc, SystemExit | GeneratorExit):
+            raise
+        typer.echo(f"error: unexpected {type(exc).__name__}: {one_line(exc)}", err=True)
         sys.exit(EXIT_FAILURE)

@@ -6,9 +6,36 @@ from typing import Annotated, Any
 
 import typer
 
-from bekb import contracts
+from bekb import UsageError, contracts
 from bekb.cli import render
 from bekb.cli.app import EXIT_EMPTY, app, open_kb
+from bekb.knowledge_base import MAX_K, MAX_QUESTION_CHARS
+
+
+def argument_text(value: str) -> str:
+    """A command-line argument as text: bytes that are not UTF-8 become U+FFFD.
+
+    Python hands such bytes over as lone surrogates, which JSON output cannot encode.
+    """
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
+def check_input(text: str, what: str, k: int | None) -> None:
+    """Refuse unusable input at once, before a first run spends minutes building the index.
+
+    Same rules as the library: something printable to search for, at most
+    MAX_QUESTION_CHARS characters, k of at least 1 (above MAX_K it is capped).
+    """
+    if not any(ch.isprintable() and not ch.isspace() for ch in text):
+        raise UsageError(f"the {what} is empty")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise UsageError(f"the {what} is {len(text)} characters; the limit is {MAX_QUESTION_CHARS}")
+    if k is not None and k < 1:
+        raise UsageError(f"k must be at least 1 (got {k})")
 
 
 def ready_kb(ctx: typer.Context, *, quiet: bool, refresh: bool) -> Any:
@@ -51,7 +78,10 @@ FailEmpty = Annotated[
 def search_command(
     ctx: typer.Context,
     query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int | None, typer.Option("-k", "--k", help="Number of hits (1-100).")] = None,
+    k: Annotated[
+        int | None,
+        typer.Option("-k", "--k", help=f"Number of hits (1-{MAX_K}; more is capped at {MAX_K})."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,
     explain: Annotated[
         bool, typer.Option("--explain", help="Show each hit's dense and BM25 ranks.")
@@ -63,6 +93,8 @@ def search_command(
 
     Example: bekb search "saga compensation" -k 5
     """
+    query = argument_text(query)
+    check_input(query, "query", k)
     kb = ready_kb(ctx, quiet=json_out, refresh=refresh)
     hits = kb.search(query, k=k, refresh=refresh)
     if json_out:
@@ -97,7 +129,10 @@ def ask_command(
         str | None,
         typer.Option("--as", help="Answer as another agent file (name or path), e.g. fastapi-pro."),
     ] = None,
-    k: Annotated[int | None, typer.Option("-k", "--k", help="Passages to retrieve.")] = None,
+    k: Annotated[
+        int | None,
+        typer.Option("-k", "--k", help=f"Passages to retrieve (1-{MAX_K}; more is capped)."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
     refresh: Refresh = False,
     fail_empty: FailEmpty = False,
@@ -110,9 +145,10 @@ def ask_command(
     Example: bekb ask "how do I do sagas"
     """
     if llm not in (None, "anthropic"):
-        from bekb.errors import UsageError
-
         raise UsageError(f"unknown --llm {llm!r}: the only provider is 'anthropic'")
+    question = argument_text(question)
+    persona = argument_text(persona) if persona is not None else None
+    check_input(question, "question", k)
     use_llm = False if no_llm else (True if llm else None)
     kb = ready_kb(ctx, quiet=json_out, refresh=refresh)
     streamed: list[str] = []
@@ -134,7 +170,7 @@ def ask_command(
     else:
         if streamed:
             typer.echo("\n")
-        else:
+        if answer.mode != "llm" or not streamed:  # Claude broke off mid-answer: quote instead
             typer.echo(answer.text)
         if answer.mode == "llm" and answer.citations:
             typer.echo("Sources:")

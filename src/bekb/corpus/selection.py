@@ -21,6 +21,9 @@ INDEXABLE_SUFFIXES = frozenset(
 SKILL_FILE = "SKILL.md"
 # A backtick span is a citation when it looks like a relative file path: a/b.ext
 _CITATION = re.compile(r"`([^`\s]+/[^`\s]*\.[A-Za-z0-9]+)`")
+# A span with spaces (`my skills/SKILL.md`) is a citation only when it names a file that
+# exists: otherwise it is prose (`git add src/app.py`), not a missing citation.
+_SPAN = re.compile(r"`([^`\n]+)`")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ def select_files(
             raise CorpusError(f"cannot read agent file {agent}: {exc.strerror or exc}") from exc
         for cited in cited_paths(agent_text):
             _add_citation(root, cited, chosen, unresolved, refuse)
+        for cited in dict.fromkeys(_SPAN.findall(agent_text)):
+            spaced = "/" in cited and cited.strip() == cited and " " in cited
+            if spaced and _names_a_file(root / cited):
+                _add_citation(root, cited, chosen, unresolved, refuse)
 
     if scope == "workspace":
         for rel in _walk(root, root, refuse):
@@ -138,13 +145,18 @@ def _add_citation(
         return
     rel = pure.as_posix()  # `./a/b.md` and `a//b.md` are the file `a/b.md`
     candidate = root / rel
-    if candidate.is_symlink() and not candidate.exists():
-        refuse(rel, "broken or looping symlink")
+    try:
+        if candidate.is_symlink() and not candidate.exists():
+            refuse(rel, "broken or looping symlink")
+            return
+        if candidate.exists() and _inside(root, rel) is None:
+            refuse(rel, "cited path resolves outside the workspace root (symlink)")
+            return
+        is_file = candidate.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte: not a usable path
+        refuse(rel, f"cited path cannot be opened ({getattr(exc, 'strerror', None) or exc})")
         return
-    if candidate.exists() and _inside(root, rel) is None:
-        refuse(rel, "cited path resolves outside the workspace root (symlink)")
-        return
-    if not candidate.is_file():
+    if not is_file:
         if rel not in unresolved:  # two agent files may cite the same missing path
             unresolved.append(rel)
         return
@@ -152,6 +164,13 @@ def _add_citation(
     if candidate.name == SKILL_FILE:
         folder = candidate.parent
         chosen.update(_walk(root, folder, refuse))
+
+
+def _names_a_file(candidate: Path) -> bool:
+    try:
+        return candidate.is_file() or candidate.is_symlink()
+    except (OSError, ValueError):
+        return False
 
 
 class _Refuse(Protocol):  # the shape of the `refuse` callback

@@ -24,6 +24,7 @@ from bekb.chunking import CHUNKER_VERSION, TokenCounter, chunk_file
 from bekb.corpus.selection import Selection
 from bekb.domain import Chunk, IndexReport, Progress
 from bekb.embedding import Embedder, EmbeddingCache, ModelSpec, text_key
+from bekb.errors import IndexStateError
 from bekb.indexing.state import LoadedFile, Plan, plan
 from bekb.retrieval.bm25 import KEYWORD_VERSION, KeywordIndex
 from bekb.store import ChromaStore, FileRecord, IndexMeta
@@ -32,6 +33,7 @@ ProgressCallback = Callable[[Progress], None]
 # Files committed per registry write: a kill loses at most this much finished work.
 COMMIT_EVERY = 64
 EMBED_BATCH = 256
+# Written beside a keyword index: sha256 of each of its files, checked by later runs.
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,8 @@ class Indexer:
         chunks_by_file = self._chunk(todo.work)
         all_chunks = [c for chunks in chunks_by_file.values() for c in chunks]
         vectors, embedded, cached = self._embed(all_chunks)
-        self._write(key, todo, chunks_by_file, vectors, records)
-        self._forget(key, todo.deleted, records)
+        superseded = self._write(key, todo, chunks_by_file, vectors, records)
+        superseded |= self._forget(key, todo.deleted, records)
 
         live = self.store.files(key)
         unchanged = (
@@ -110,7 +112,7 @@ class Indexer:
             and not (todo.work or todo.deleted or todo.restat)
             and json.loads(active.unresolved) == list(selection.unresolved)
             and json.loads(active.agent_files) == list(selection.agent_files)
-            and bm25_folder(self.index_dir, key, active.generation).exists()
+            and self._keywords_intact(key, active.generation, live)
         )
         if not unchanged:  # a no-op run leaves the committed index exactly as it was
             generation = (active.generation if active else 0) + 1
@@ -131,6 +133,10 @@ class Indexer:
             )
             self.store.set_active(meta)
             self._tidy(meta)
+        # Only now: searches still on the previous generation read these chunks until the
+        # switch. A kill before this line leaves them as orphans, removed by the next run.
+        still_live = {cid for record in live.values() for cid in record.chunk_ids}
+        self.store.delete_chunks(key, sorted(superseded - still_live))
         self.on_progress(Progress("finish", 1, 1))
         return IndexReport(
             added=len(todo.new),
@@ -202,9 +208,11 @@ class Indexer:
         chunks_by_file: dict[str, list[Chunk]],
         vectors: dict[str, np.ndarray],
         records: dict[str, FileRecord],
-    ) -> None:
+    ) -> set[str]:
+        """Write and commit the files' chunks; returns the ids their commits superseded."""
         files = todo.work
         now = time.time()
+        superseded: set[str] = set()
         for start in range(0, len(files), COMMIT_EVERY):
             batch = files[start : start + COMMIT_EVERY]
             chunks = [c for f in batch for c in chunks_by_file[f.source.path]]
@@ -225,13 +233,12 @@ class Indexer:
                 for f in batch
             ]
             self.store.put_files(key, committed)
-            replaced = {
+            superseded |= {
                 cid
                 for f in batch
                 if f.source.path in records
                 for cid in records[f.source.path].chunk_ids
             } - {c.id for c in chunks}
-            self.store.delete_chunks(key, sorted(replaced))
             self.on_progress(Progress("write", min(start + COMMIT_EVERY, len(files)), len(files)))
         if todo.restat:
             self.store.put_files(
@@ -241,10 +248,12 @@ class Indexer:
                     for s in todo.restat
                 ],
             )
+        return superseded
 
-    def _forget(self, key: str, paths: Sequence[str], records: dict[str, FileRecord]) -> None:
+    def _forget(self, key: str, paths: Sequence[str], records: dict[str, FileRecord]) -> set[str]:
+        """Uncommit deleted files; returns their chunk ids (deleted after the switch)."""
         self.store.delete_files(key, paths)
-        self.store.delete_chunks(key, [cid for p in paths for cid in records[p].chunk_ids])
+        return {cid for p in paths for cid in records[p].chunk_ids}
 
     def _save_keyword_index(self, key: str, generation: int, live: dict[str, FileRecord]) -> None:
         wanted = [cid for record in live.values() for cid in record.chunk_ids]
@@ -253,10 +262,31 @@ class Indexer:
         index = KeywordIndex.build(ids, [chunks[cid].embed_text for cid in ids])
         folder = bm25_folder(self.index_dir, key, generation)
         tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        index.save(tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            index.save(tmp)
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise IndexStateError(
+                f"cannot write the keyword index in {folder.parent}: {exc.strerror or exc} "
+                "(free some space, then run `bekb index` again; the previous index still serves)"
+            ) from exc
+
+    def _keywords_intact(self, key: str, generation: int, live: dict[str, FileRecord]) -> bool:
+        """Whether the committed keyword index is whole and covers exactly the live chunks.
+
+        A run killed between committing files and saving their keyword index, or a damaged
+        folder, would otherwise leave lexical search blind to some chunks for good.
+        """
+        folder = bm25_folder(self.index_dir, key, generation)
+        wanted = [cid for record in live.values() for cid in record.chunk_ids]
+        try:
+            KeywordIndex.load(folder, expect=wanted)
+        except (OSError, ValueError, KeyError, IndexError):
+            return False
+        return True
 
     def _tidy(self, meta: IndexMeta) -> None:
         """Drop what the new active index replaced: old collections, old keyword indexes."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 STOPWORDS = "english"
+CHECKSUMS = "bekb-checksums.json"
 # Bump when tokenisation changes: saved keyword indexes of another version are rebuilt.
 KEYWORD_VERSION = 3
 
@@ -73,13 +75,24 @@ class KeywordIndex:
             self._model.save(str(folder), show_progress=False)
         (folder / "chunk_ids.json").write_text(json.dumps(self.chunk_ids))
         (folder / "vocabulary.json").write_text(json.dumps(sorted(self.vocabulary)))
+        (folder / CHECKSUMS).write_text(json.dumps(_checksums(folder)))
 
     @classmethod
-    def load(cls, folder: Path) -> KeywordIndex:
-        """Read an index written by `save` (memory-mapped)."""
+    def load(cls, folder: Path, *, expect: Collection[str] | None = None) -> KeywordIndex:
+        """Read an index written by `save` (memory-mapped), verifying it first.
+
+        Raises ValueError when its files do not match their checksums, or when `expect` is
+        given and the index does not cover exactly those chunk ids: a damaged or stale index
+        would rank the wrong passages without any other error.
+        """
         import bm25s
 
+        recorded = json.loads((folder / CHECKSUMS).read_text())
+        if recorded != _checksums(folder):
+            raise ValueError(f"keyword index {folder} is damaged")
         chunk_ids = json.loads((folder / "chunk_ids.json").read_text())
+        if expect is not None and (len(chunk_ids) != len(expect) or set(chunk_ids) != set(expect)):
+            raise ValueError(f"keyword index {folder} does not match the committed chunks")
         vocabulary = set(json.loads((folder / "vocabulary.json").read_text()))
         model = (
             bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
@@ -110,3 +123,12 @@ class KeywordIndex:
             for d, s in zip(docs[0], scores[0], strict=True)
             if s > 0
         ]
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file in a keyword-index folder but the checksum file itself."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.iterdir())
+        if path.name != CHECKSUMS and path.is_file()
+    }

@@ -133,15 +133,15 @@ class Retriever:
 
     def _keywords(self, meta: IndexMeta, records: dict[str, FileRecord]) -> KeywordIndex:
         folder = bm25_folder(self.index_dir, meta.collection, meta.generation)
+        live = [cid for record in records.values() for cid in record.chunk_ids]
         try:
-            return KeywordIndex.load(folder)
-        except (OSError, ValueError):
+            return KeywordIndex.load(folder, expect=live)
+        except (OSError, ValueError, KeyError, IndexError):
             pass
         # Not built here yet (server mode, another machine indexed) or damaged: rebuild from
         # the store and keep it as this machine's cache.
-        wanted = [cid for record in records.values() for cid in record.chunk_ids]
-        chunks = {c.id: c for c in self.store.get_chunks(meta.collection, wanted)}
-        ids = [cid for cid in wanted if cid in chunks]
+        chunks = {c.id: c for c in self.store.get_chunks(meta.collection, live)}
+        ids = [cid for cid in live if cid in chunks]
         index = KeywordIndex.build(ids, [chunks[cid].embed_text for cid in ids])
         tmp = folder.with_name(folder.name + ".tmp")
         try:
