@@ -414,3 +414,21 @@ def test_an_expired_lease_of_a_killed_writer_is_taken_over(chroma_url, tiny_root
     meta.update(ids=["writer"], metadatas=[{"owner": "dead-host:1:gone", "expires": 0.0}])
     assert kb.index().added == 5
     assert kb.store._lease_holder() is None  # released after the build
+
+
+def test_reads_are_paged_so_large_indexes_stay_readable(tmp_path, monkeypatch):
+    import bekb.store
+
+    monkeypatch.setattr(bekb.store, "READ_BATCH", 3)
+    store = ChromaStore(index_dir=tmp_path)
+    chunks = [
+        Chunk(f"id{i}", "a.md", i, "H", i + 1, i + 1, "prose", f"text {i}\n", "ctx", "sha")
+        for i in range(8)
+    ]
+    vectors = np.eye(8, 4, dtype=np.float32) + 0.1
+    store.put_chunks("k", chunks, vectors, written_at=1.0)
+    assert sorted(c.id for c in store.get_chunks("k")) == [f"id{i}" for i in range(8)]
+    assert sorted(c.id for c in store.get_chunks("k", [f"id{i}" for i in range(7)])) == [
+        f"id{i}" for i in range(7)
+    ]
+    assert sorted(store.chunk_ages("k")) == [f"id{i}" for i in range(8)]

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 ACTIVE = "active"
 LEASE = "writer"
+# Records per read: well under the ~32k SQL variables SQLite allows in one statement.
+READ_BATCH = 5000
 # Seconds a writer's lease lasts unless renewed (a killed writer blocks others this long).
 LEASE_TTL = 60.0
 # Pause between writing the lease and reading it back: far above one request's latency.
@@ -426,13 +428,7 @@ class ChromaStore:
 
     def chunk_ages(self, key: str) -> dict[str, float]:
         """Every chunk id in the store with the time it was written."""
-        got = self._use(
-            self._chunks_name(key),
-            "list chunks",
-            lambda collection: collection.get(include=["metadatas"]),
-            create=False,
-            missing=None,
-        )
+        got = self._read(self._chunks_name(key), "list chunks", ["metadatas"], None)
         if got is None:
             return {}
         return {
@@ -444,21 +440,53 @@ class ChromaStore:
         """Chunks by id (all of them when `ids` is None), in no particular order."""
         if ids is not None and not ids:
             return []
-        got = self._use(
-            self._chunks_name(key),
-            "read chunks",
-            lambda collection: collection.get(
-                ids=list(ids) if ids is not None else None, include=["metadatas", "documents"]
-            ),
-            create=False,
-            missing=None,
-        )
+        got = self._read(self._chunks_name(key), "read chunks", ["metadatas", "documents"], ids)
         if got is None:
             return []
         return [
             _chunk_from(i, d, m)
             for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         ]
+
+    def _read(
+        self, name: str, action: str, include: list[str], ids: Sequence[str] | None
+    ) -> dict[str, list[Any]] | None:
+        """`collection.get` in pages: Chroma's SQLite refuses one read of more than ~32k
+        records, which an index past ~2.5x the workspace reaches."""
+        fields_ = ["ids", *include]
+        out: dict[str, list[Any]] = {f: [] for f in fields_}
+
+        def add(got: dict[str, Any] | None) -> int:
+            if got is None:
+                return -1
+            for f in fields_:
+                out[f].extend(got[f])
+            return len(got["ids"])
+
+        def page(**where: Any) -> int:
+            return add(
+                self._use(
+                    name,
+                    action,
+                    functools.partial(_get, include=include, **where),
+                    create=False,
+                    missing=None,
+                )
+            )
+
+        if ids is not None:
+            for start in range(0, len(ids), READ_BATCH):
+                if page(ids=list(ids[start : start + READ_BATCH])) < 0:
+                    return None
+            return out
+        offset = 0
+        while True:
+            n = page(limit=READ_BATCH, offset=offset)
+            if n < 0:
+                return None if offset == 0 else out
+            if n < READ_BATCH:
+                return out
+            offset += n
 
     def count(self, key: str) -> int:
         """Number of chunk records (live or not)."""
@@ -495,6 +523,10 @@ class ChromaStore:
         with contextlib.suppress(Exception):
             return max(1, min(4000, int(self._client.get_max_batch_size())))
         return 1000
+
+
+def _get(collection: Any, **arguments: Any) -> Any:
+    return collection.get(**arguments)
 
 
 def _persistent_client(folder: Path, settings: Any) -> Any:
