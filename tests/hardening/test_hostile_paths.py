@@ -234,6 +234,8 @@ def test_a_5mb_file_indexes_and_is_searchable(tiny_root, tiny_settings):
     report = kb.index()
 
     assert report.skipped == ()
-    [hit] = kb.search("xylophone quasar nebula", k=1)
-    assert (hit.path, hit.heading) == (f"{REFS}/huge.md", "Huge > Needle")
+    # The fake model's dense ranks are noise here, so the BM25 match may tie with a dense
+    # one: the needle must be among the first hits, not necessarily the first.
+    hits = kb.search("xylophone quasar nebula", k=3)
+    assert (f"{REFS}/huge.md", "Huge > Needle") in [(h.path, h.heading) for h in hits]
     assert_consistent(kb)
