@@ -1,4 +1,4 @@
-# The only commands anyone needs. `make ask` runs the main job; `make check` runs every test.
+# The only commands anyone needs. `make ask` runs the main job; `make test` runs every check.
 VENV := .venv
 BIN := $(VENV)/bin
 SHARED_CORPUS := ../shared/corpus
@@ -31,9 +31,8 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install
+# The README's test command: lint and type check first, then the whole suite.
+test: lint typecheck
 	$(BIN)/pytest
 
-check: lint typecheck test
-
-.PHONY: install corpus ask fmt lint typecheck test check
+.PHONY: install corpus ask fmt lint typecheck test
