@@ -149,10 +149,9 @@ class Timers:
         for name, label in [
             ("SentenceTransformerEmbedder.__init__", "model load (torch, sentence-transformers)"),
             ("SentenceTransformerEmbedder.embed", "model encode"),
-            ("BulkOnnxEmbedder.embed", "model encode"),
-            ("OnnxEmbedder.embed", "ONNX export check (onnxruntime side)"),
+            ("OnnxEmbedder.embed", "model encode"),
             ("OnnxEmbedder.__init__", "ONNX session load"),
-            ("export_onnx", "ONNX export (torch.onnx)"),
+            ("export_in_child", "ONNX export (child process: torch, export, check)"),
             ("quantize_onnx", "int8 quantisation"),
             ("TokenizerCounter.for_model", "tokenizer load"),
             ("EmbeddingCache.__init__", "embedding cache (sqlite)"),
@@ -313,11 +312,11 @@ def child_encode(payload: dict[str, Any]) -> dict[str, Any]:
         "encode_seconds": encoded - loaded,
         "process_seconds": encoded - started,
     }
-    from bekb.embedding import BulkOnnxEmbedder
+    from bekb.embedding import OnnxEmbedder
 
     engines: dict[str, Callable[[list[str]], Any]] = {"st": st_encode}
     for name, folder, batch in payload.get("onnx", []):
-        engines[name] = BulkOnnxEmbedder(Path(folder), batch_size=batch).embed
+        engines[name] = OnnxEmbedder(Path(folder), batch_size=batch).embed
     totals = dict.fromkeys(engines, 0.0)
     names = list(engines)
     for n, start in enumerate(range(0, len(texts), GROUP)):
@@ -369,9 +368,9 @@ def child_reindex(payload: dict[str, Any]) -> dict[str, Any]:
     timers.install()
     embedder = None
     if payload.get("onnx_folder"):
-        from bekb.embedding import BulkOnnxEmbedder
+        from bekb.embedding import OnnxEmbedder
 
-        embedder = BulkOnnxEmbedder(Path(payload["onnx_folder"]))
+        embedder = OnnxEmbedder(Path(payload["onnx_folder"]))
     kb = KnowledgeBase.open(_settings(payload), embedder=embedder)
     edit = payload.get("edit_file")
     if edit:  # warm process: index one edit first (loads the model), then time a second one

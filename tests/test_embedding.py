@@ -37,6 +37,19 @@ def test_onnx_export_agrees_with_sentence_transformers_on_corpus_chunks(cited_kb
     assert float(cosines.min()) >= 0.999
 
 
+def test_the_vectors_the_default_build_stored_are_the_sentence_transformers_ones(
+    cited_kb, real_embedder
+):
+    meta = cited_kb.store.active()
+    texts = [c.embed_text for c in cited_kb.store.get_chunks(meta.collection)[:200]]
+    cache = EmbeddingCache(cited_kb.settings.index_dir / "embeddings.sqlite")
+    stored = cache.get_many(meta.model_fingerprint, [text_key(t) for t in texts], 384)
+    cache.close()
+    built = np.vstack([stored[text_key(t)] for t in texts])
+    cosines = np.sum(built * real_embedder.embed(texts), axis=1)
+    assert float(cosines.min()) >= 0.999
+
+
 def test_a_cached_vector_that_is_not_unit_length_counts_as_missing(tmp_path):
     cache = EmbeddingCache(tmp_path / "cache.sqlite")
     cache.put_many("m", {"k": np.arange(4, dtype=np.float32)})

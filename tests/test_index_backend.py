@@ -1,4 +1,4 @@
-"""The int8 indexing backend: vectors close to fp32, and never mixed with fp32 ones."""
+"""Indexing backends: fp32 through ONNX or torch share vectors; int8 is close but never mixed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 
 from bekb import KnowledgeBase, Settings
 from bekb.embedding import (
-    BulkOnnxEmbedder,
     OnnxEmbedder,
     index_embedder,
     index_model,
@@ -35,13 +34,13 @@ def cached_models(index_dir: Path) -> set[str]:
 def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding the model's fp32 ONNX export and its int8 quantisation."""
     folder = tmp_path_factory.mktemp("onnx")
-    index_embedder(INT8, folder)
+    index_embedder(INT8, "onnx-int8", folder, [])
     return folder
 
 
 @pytest.fixture(scope="module")
 def switched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """The tiny corpus indexed with fp32, then int8, then fp32 again, in one index dir."""
+    """The tiny corpus indexed with fp32 (ONNX), then int8, then fp32 (torch), in one dir."""
     import shutil
 
     from conftest import FIXTURES, TINY_AGENT
@@ -59,9 +58,9 @@ def switched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             lock_timeout=30,
         )
 
-    torch_kb = KnowledgeBase.open(settings("torch"))
-    fp32 = torch_kb.index()
-    fp32_meta = torch_kb.store.active()
+    onnx_kb = KnowledgeBase.open(settings("onnx"))
+    fp32 = onnx_kb.index()
+    fp32_meta = onnx_kb.store.active()
     int8_kb = KnowledgeBase.open(settings("onnx-int8"))
     int8 = int8_kb.index()
     int8_meta = int8_kb.store.active()
@@ -84,7 +83,7 @@ def switched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 def test_int8_vectors_are_close_to_fp32(onnx_dir, real_embedder, tiny_root):
     texts = [p.read_text(encoding="utf-8")[:1500] for p in sorted(tiny_root.rglob("*.md"))]
 
-    int8 = index_embedder(INT8, onnx_dir).embed(texts)
+    int8 = index_embedder(INT8, "onnx-int8", onnx_dir, []).embed(texts)
 
     cosines = np.sum(int8 * real_embedder.embed(texts), axis=1)
     assert int8.shape == (len(texts), 384)
@@ -92,7 +91,7 @@ def test_int8_vectors_are_close_to_fp32(onnx_dir, real_embedder, tiny_root):
 
 
 def test_an_int8_vector_depends_only_on_its_text(onnx_dir):
-    model = index_embedder(INT8, onnx_dir)
+    model = index_embedder(INT8, "onnx-int8", onnx_dir, [])
     texts = ["a much longer text about sagas and compensation " * 8, "short", "mid length text"]
 
     together = model.embed(texts)
@@ -101,17 +100,19 @@ def test_an_int8_vector_depends_only_on_its_text(onnx_dir):
     assert np.allclose(together, alone, atol=1e-6)
 
 
-def test_the_bulk_embedder_returns_rows_in_the_order_given(onnx_dir):
+def test_the_onnx_embedder_returns_rows_in_the_order_given_whatever_the_batching(onnx_dir):
     folder = onnx_dir / FP32.fingerprint  # the fp32 export the int8 model was made from
     texts = ["short", "a much longer text about sagas and compensation " * 8, "mid length text"]
 
-    bulk = BulkOnnxEmbedder(folder, batch_size=2).embed(texts)
+    batched = OnnxEmbedder(folder, batch_size=2).embed(texts)
 
-    assert np.allclose(bulk, OnnxEmbedder(folder).embed(texts), atol=1e-5)
+    alone = np.vstack([OnnxEmbedder(folder).embed([text]) for text in texts])
+    assert np.allclose(batched, alone, atol=1e-5)
 
 
 def test_the_int8_backend_has_its_own_model_fingerprint():
     assert index_model(FP32, "torch") == FP32
+    assert index_model(FP32, "onnx") == FP32  # the checked fp32 export: the model's own vectors
     assert INT8.fingerprint != FP32.fingerprint
 
 
@@ -128,7 +129,7 @@ def test_an_int8_build_embeds_everything_itself_and_keeps_its_own_cache_entries(
     assert fp32.chunks == int8.chunks
 
 
-def test_switching_back_to_fp32_reuses_the_fp32_vectors_not_the_int8_ones(switched):
+def test_fp32_through_torch_reuses_the_onnx_built_vectors_not_the_int8_ones(switched):
     back = switched["back"]
     assert (back.full_rebuild, back.embedded, back.cached) == (True, 0, back.chunks)
 
@@ -139,3 +140,50 @@ def test_an_int8_index_answers_queries_with_its_own_int8_model(switched):
     assert "int8" in (folder / "meta.json").read_text()
     assert isinstance(kb._query_embedder(meta), OnnxEmbedder)
     assert switched["int8_hits"][0].path.startswith("alpha/skills/sagas/")
+
+
+BUILD_SCRIPT = """
+import json, sys
+from bekb import KnowledgeBase
+kb = KnowledgeBase.open(root=sys.argv[1], index_dir=sys.argv[2], agent_files=[sys.argv[3]])
+report = kb.index()
+heavy = {"torch", "sentence_transformers", "transformers"} & set(sys.modules)
+print(json.dumps({"embedded": report.embedded, "heavy": sorted(heavy)}))
+"""
+
+
+def test_the_default_backend_never_loads_torch_in_the_indexing_process(tiny_root, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import TINY_AGENT
+
+    index_dir = tmp_path / "index"
+
+    def build() -> dict[str, object]:
+        args = [sys.executable, "-c", BUILD_SCRIPT, str(tiny_root), str(index_dir), TINY_AGENT]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=True)
+        return json.loads(done.stdout)
+
+    cold = build()
+    edited = tiny_root / "alpha/skills/sagas/SKILL.md"
+    edited.write_text(edited.read_text() + "\n## Retries\n\nRetry a step at most three times.\n")
+    again = build()
+
+    assert cold["heavy"] == again["heavy"] == []  # the export ran in a child process
+    assert cold["embedded"] > again["embedded"] > 0
+    meta = json.loads((index_dir / "onnx" / FP32.fingerprint / "meta.json").read_text())
+    assert meta["min_cosine"] >= 0.999
+
+
+def test_a_model_that_cannot_be_exported_is_reported_by_the_child_and_not_used(tmp_path):
+    from bekb.embedding import ModelSpec, ensure_export, export_in_child
+    from bekb.errors import EmbeddingError
+
+    bogus = ModelSpec("not-a-model", tmp_path)  # an empty folder
+
+    with pytest.raises(EmbeddingError, match="not-a-model"):
+        export_in_child(bogus, tmp_path / "onnx" / "x", ["some text"])
+    assert ensure_export(bogus, tmp_path / "onnx", ["some text"]) is None
+    assert not (tmp_path / "onnx" / bogus.fingerprint).exists()

@@ -168,9 +168,12 @@ class SentenceTransformerEmbedder:
 
 
 class OnnxEmbedder:
-    """The same model from its ONNX export, run by onnxruntime: no torch, fast to start."""
+    """The same model from its ONNX export, run by onnxruntime: no torch, fast to start.
 
-    def __init__(self, folder: Path) -> None:
+    Texts are run in batches of `batch_size`, grouped by length so that batches pad little.
+    """
+
+    def __init__(self, folder: Path, *, batch_size: int = 32) -> None:
         try:
             import onnxruntime
             from tokenizers import Tokenizer
@@ -192,6 +195,7 @@ class OnnxEmbedder:
         self._dimensions = int(meta["dimensions"])
         self._pooling = str(meta["pooling"])
         self._inputs = {i.name for i in self._session.get_inputs()}
+        self.batch_size = batch_size
         self.calls = 0
 
     @property
@@ -203,17 +207,15 @@ class OnnxEmbedder:
         return self._dimensions
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        """Unit-length vectors, one row per text."""
+        """Unit-length vectors, one row per text (in the order given)."""
         self.calls += len(texts)
-        out: list[Vectors] = []
-        for start in range(0, len(texts), 32):
-            out.append(self._embed_batch(texts[start : start + 32]))
-        if not out:
-            return np.zeros((0, self._dimensions), dtype=np.float32)
-        return np.vstack(out)
-
-    def _embed_batch(self, texts: Sequence[str]) -> Vectors:
-        return self._run(self._tokenizer.encode_batch(list(texts)))
+        out = np.zeros((len(texts), self._dimensions), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids), reverse=True)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            out[rows] = self._run([encodings[i] for i in rows])
+        return out
 
     def _run(self, encodings: Sequence[Any]) -> Vectors:
         """Pooled unit vectors of tokenised texts (one padded batch)."""
@@ -293,11 +295,11 @@ def export_onnx(
         "max_tokens": int(model.max_seq_length or 256),
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    sample = list(samples)[:64] or ["bekb"]
+    sample = list(samples) or ["bekb"]
     reference = embedder.embed(sample)
     exported = OnnxEmbedder(tmp).embed(sample)
     worst = float(np.min(np.sum(reference * exported, axis=1)))
-    meta["min_cosine"] = worst
+    meta.update(min_cosine=worst, model_bytes=(tmp / "model.onnx").stat().st_size)
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     if worst < 0.999:
         raise EmbeddingError(f"ONNX export disagrees with sentence-transformers (cos {worst:.4f})")
@@ -330,15 +332,19 @@ def _max_seq_length(spec: ModelSpec) -> int:
     return 256
 
 
-# -- the int8 indexing backend -------------------------------------------------------------
+# -- indexing backends and the exports they run --------------------------------------------
 
+INDEX_BACKENDS = ("onnx", "torch", "onnx-int8")
 # Lowest cosine between an int8 model and its fp32 export, on CHECK_TEXTS, for it to be used.
 INT8_MIN_COSINE = 0.98
 # Dynamic int8 quantises activations with one scale per batch, so batch-mates would move a
 # text's vector (cos ~0.99); one text per call keeps it a function of the text, as the
 # cache assumes, for ~15% of the speed.
 INT8_BATCH = 1
-# Texts the exports are checked on when the corpus offers none (prose, code, a heading trail).
+# Corpus texts an export is checked on (besides CHECK_TEXTS): enough to cover short and
+# long chunks, few enough that the check costs about a second.
+EXPORT_CHECK_SAMPLES = 8
+# Texts the exports are checked on besides the corpus's (prose, code, a heading trail).
 CHECK_TEXTS = (
     "Saga Orchestration\nBest Practices > Do's\nMake step timeouts configurable per step type.",
     "How do I block until the read model has processed the command?",
@@ -351,10 +357,10 @@ CHECK_TEXTS = (
 
 @dataclass(frozen=True)
 class BackendModelSpec(ModelSpec):
-    """A model run by another indexing backend than sentence-transformers (fp32).
+    """A model run by a backend whose vectors differ from the model's own (int8).
 
-    Its vectors differ slightly from the model's own, so it has its own fingerprint: the
-    embedding cache, the index and the query-side ONNX folder never mix the two.
+    It has its own fingerprint: the embedding cache, the index and the query-side ONNX
+    folder never mix the two.
     """
 
     backend: str = "onnx-int8"
@@ -367,27 +373,142 @@ class BackendModelSpec(ModelSpec):
 
 
 def index_model(spec: ModelSpec, backend: str) -> ModelSpec:
-    """The identity chunk vectors are filed under when `backend` embeds them."""
-    return spec if backend == "torch" else BackendModelSpec(spec.name, spec.path, backend)
+    """The identity chunk vectors are filed under when `backend` embeds them.
 
-
-def index_embedder(spec: ModelSpec, onnx_dir: Path, *, batch_size: int = 32) -> Embedder:
-    """The model that embeds chunks at index time, as the spec's backend runs it.
-
-    For `onnx-int8` the quantised model is made once under `onnx_dir/<fingerprint>` (the
-    folder the query path then loads, so queries use the same int8 model); it embeds one
-    text per call (INT8_BATCH), whatever `batch_size` says.
+    `onnx` runs the model's fp32 export, checked against sentence-transformers (cosine
+    >= 0.999), so its vectors are the model's own: same identity as `torch`.
     """
-    if not isinstance(spec, BackendModelSpec):
+    return spec if backend in ("torch", "onnx") else BackendModelSpec(spec.name, spec.path, backend)
+
+
+def index_embedder(
+    spec: ModelSpec, backend: str, onnx_dir: Path, samples: Sequence[str], *, batch_size: int = 32
+) -> Embedder:
+    """The model that embeds chunks at index time, as `backend` runs it.
+
+    `onnx` and `onnx-int8` use the model's export under `onnx_dir` (made first if missing,
+    checked on `samples`: texts the build embeds); queries then load the same folder.
+    A model without a faithful fp32 export is run by sentence-transformers instead.
+    """
+    if backend == "torch":
         return SentenceTransformerEmbedder(spec, batch_size=batch_size)
+    if isinstance(spec, BackendModelSpec):
+        batch_size = INT8_BATCH
+    model = ensure_export(spec, onnx_dir, samples, batch_size=batch_size)
+    return model or SentenceTransformerEmbedder(spec, batch_size=batch_size)
+
+
+def ensure_export(
+    spec: ModelSpec, onnx_dir: Path, samples: Sequence[str] = (), *, batch_size: int = 32
+) -> OnnxEmbedder | None:
+    """The model's ONNX export under `onnx_dir` (int8 for a BackendModelSpec), loaded.
+
+    A missing or damaged export is made now, checked on a spread of `samples` and
+    CHECK_TEXTS. Returns None when the fp32 model cannot be exported faithfully (then
+    sentence-transformers serves it); an int8 model that cannot be made raises.
+    """
+    loaded = load_export(spec, onnx_dir, batch_size=batch_size)
+    if loaded is not None:
+        return loaded
     folder = onnx_dir / spec.fingerprint
-    if not (folder / "meta.json").exists():
-        quantize_onnx(spec, onnx_dir)
-    return BulkOnnxEmbedder(folder, batch_size=INT8_BATCH)
+    if isinstance(spec, BackendModelSpec):
+        base = ModelSpec(spec.name, spec.path)
+        if ensure_export(base, onnx_dir, samples) is None:
+            raise EmbeddingError(f"model {spec.name!r} has no faithful ONNX export to quantise")
+        quantize_onnx(onnx_dir / base.fingerprint, folder)
+    else:
+        try:
+            export_in_child(spec, folder, [*spread(samples, EXPORT_CHECK_SAMPLES), *CHECK_TEXTS])
+        except EmbeddingError:
+            return None
+    return OnnxEmbedder(folder, batch_size=batch_size)
 
 
-def quantize_onnx(spec: BackendModelSpec, onnx_dir: Path) -> float:
-    """Quantise the model's ONNX export to int8 (exporting it first if needed).
+def load_export(spec: ModelSpec, onnx_dir: Path, *, batch_size: int = 32) -> OnnxEmbedder | None:
+    """The model's ONNX export under `onnx_dir`, or None when it is missing or damaged."""
+    folder = onnx_dir / spec.fingerprint
+    if export_intact(folder):
+        with contextlib.suppress(EmbeddingError):
+            return OnnxEmbedder(folder, batch_size=batch_size)
+    return None
+
+
+def export_intact(folder: Path) -> bool:
+    """Whether `folder` holds a whole export, judged by `stat` alone (cheap on every run)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        whole = (folder / "model.onnx").stat().st_size == meta["model_bytes"]
+        return whole and (folder / "tokenizer.json").is_file()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def spread(texts: Sequence[str], count: int) -> list[str]:
+    """At most `count` texts taken evenly across `texts`, shortest to longest."""
+    ordered = sorted(texts, key=len)
+    if len(ordered) <= count:
+        return ordered
+    step = (len(ordered) - 1) / (count - 1)
+    return [ordered[round(i * step)] for i in range(count)]
+
+
+def export_in_child(spec: ModelSpec, folder: Path, samples: Sequence[str]) -> float:
+    """`export_onnx` of the model in a fresh Python process; returns its lowest check cosine.
+
+    Why a process: torch, the model and the tracer take about 1 GB that the OS gets back
+    only when the process exits, and the process that indexes (or serves) never has to
+    import torch at all. Why not multiprocessing: its spawn start re-runs the caller's main
+    script, which re-enters `kb.index()` in a script without a `__main__` guard.
+    """
+    import subprocess
+    import sys
+
+    payload = {"name": spec.name, "path": str(spec.path), "folder": str(folder)}
+    code = "from bekb.embedding import _export_main; _export_main()"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            input=json.dumps({**payload, "samples": list(samples)}),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise EmbeddingError(f"cannot start the ONNX export of {spec.name!r}: {exc}") from exc
+    lines = done.stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        reason = one_line(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
+        raise EmbeddingError(
+            f"the process exporting {spec.name!r} to ONNX died (exit {done.returncode})"
+            + (f": {reason}" if reason else "")
+        ) from None
+    if "error" in result:
+        raise EmbeddingError(str(result["error"]))
+    return float(result["min_cosine"])
+
+
+def _export_main() -> None:
+    """The child's side of export_in_child: a JSON request on stdin, one JSON line out."""
+    import sys
+
+    request = json.loads(sys.stdin.read())
+    spec = ModelSpec(request["name"], Path(request["path"]))
+    try:
+        worst = export_onnx(
+            SentenceTransformerEmbedder(spec), Path(request["folder"]), request["samples"]
+        )
+        result: dict[str, Any] = {"min_cosine": worst}
+    except EmbeddingError as exc:
+        result = {"error": str(exc)}
+    except Exception as exc:  # torch.onnx raises what it likes; only the message crosses
+        result = {"error": f"cannot export {spec.name!r} to ONNX: {one_line(exc)}"}
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+def quantize_onnx(source: Path, folder: Path) -> float:
+    """Quantise the fp32 export in `source` to int8 in `folder`.
 
     Weights of the MatMuls are quantised per channel, activations dynamically. Returns the
     lowest cosine to the fp32 export on CHECK_TEXTS; below INT8_MIN_COSINE the model is
@@ -395,11 +516,6 @@ def quantize_onnx(spec: BackendModelSpec, onnx_dir: Path) -> float:
     """
     import shutil
 
-    base = ModelSpec(spec.name, spec.path)
-    source = onnx_dir / base.fingerprint
-    if not (source / "meta.json").exists():
-        export_onnx(SentenceTransformerEmbedder(base), source, CHECK_TEXTS)
-    folder = onnx_dir / spec.fingerprint
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -422,7 +538,9 @@ def quantize_onnx(spec: BackendModelSpec, onnx_dir: Path) -> float:
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     reference = OnnxEmbedder(source).embed(CHECK_TEXTS)
     worst = float(np.min(np.sum(reference * OnnxEmbedder(tmp).embed(CHECK_TEXTS), axis=1)))
-    meta.update(min_cosine=worst, source=base.fingerprint)
+    meta.update(
+        min_cosine=worst, source=source.name, model_bytes=(tmp / "model.onnx").stat().st_size
+    )
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     if worst < INT8_MIN_COSINE:
         raise EmbeddingError(f"the int8 model disagrees with fp32 (cos {worst:.4f})")
@@ -446,25 +564,6 @@ def _quiet_root_logger() -> Iterator[None]:
     finally:
         logging.disable(previous)
         root.removeHandler(guard)
-
-
-class BulkOnnxEmbedder(OnnxEmbedder):
-    """An ONNX model for indexing: texts are batched by length, so batches pad little."""
-
-    def __init__(self, folder: Path, *, batch_size: int = 32) -> None:
-        super().__init__(folder)
-        self.batch_size = batch_size
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        """Unit-length vectors, one row per text (in the order given)."""
-        self.calls += len(texts)
-        out = np.zeros((len(texts), self._dimensions), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(list(texts))
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids), reverse=True)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            out[rows] = self._run([encodings[i] for i in rows])
-        return out
 
 
 class EmbeddingCache:

@@ -53,6 +53,7 @@ class KnowledgeBase:
         self._embedder = embedder
         self._store: ChromaStore | None = None
         self._retriever: Retriever | None = None
+        self._index_models: dict[str, Embedder] = {}
 
     @classmethod
     def open(
@@ -149,35 +150,19 @@ class KnowledgeBase:
         self, *, full: bool = False, on_progress: Callable[[Progress], None] | None = None
     ) -> IndexReport:
         """Bring the index up to date with the corpus (only what changed, unless `full`)."""
-        from bekb.embedding import (
-            EmbeddingCache,
-            ModelSpec,
-            TokenizerCounter,
-            index_embedder,
-            index_model,
-        )
+        from bekb.embedding import EmbeddingCache, ModelSpec, TokenizerCounter, index_model
         from bekb.indexing.indexer import BuildSettings, Indexer
         from bekb.indexing.lock import write_lock
 
         selection = self.selection()
-        spec = index_model(self._model(), self.settings.index_backend)
+        backend = self.settings.index_backend
+        spec = index_model(self._model(), backend)
         timeout = self.settings.lock_timeout
         with (
             write_lock(self.settings.index_dir, timeout),
             self._open_or_replace_store().writer_lease(timeout),
         ):
             cache = EmbeddingCache(self.settings.index_dir / "embeddings.sqlite")
-            loaded: list[Embedder] = []
-
-            def embedder() -> Embedder:
-                if self._embedder is not None:
-                    return self._embedder
-                if not loaded:
-                    onnx_dir = self.settings.index_dir / "onnx"
-                    batch = self.settings.embed_batch_size
-                    loaded.append(index_embedder(spec, onnx_dir, batch_size=batch))
-                return loaded[0]
-
             counter = TokenizerCounter.for_model(spec)
             if self._embedder is not None:  # an injected model is its own identity
                 spec = ModelSpec(self._embedder.model_id, spec.path)
@@ -186,17 +171,38 @@ class KnowledgeBase:
                 index_dir=self.settings.index_dir,
                 build=BuildSettings(spec, self.settings.chunk_tokens),
                 counter=counter,
-                embedder=embedder,
+                embedder=lambda texts: self._index_embedder(spec, texts),
                 cache=cache,
                 on_progress=on_progress,
             )
             try:
                 report = indexer.run(selection, full=full)
-                self._ensure_onnx(spec, embedder)
+                self._ensure_query_export(spec)
             finally:
                 cache.close()
         self._retriever = None
         return report
+
+    def _index_embedder(self, spec: ModelSpec, texts: Sequence[str]) -> Embedder:
+        """The model that embeds chunks, loaded once per knowledge base (watch mode reuses
+        it); `texts` are what the build embeds, a sample of them checks a new export."""
+        from bekb.embedding import index_embedder
+
+        if self._embedder is not None:
+            return self._embedder
+        key = self._index_model_key(spec)
+        if key not in self._index_models:
+            self._index_models[key] = index_embedder(
+                spec,
+                self.settings.index_backend,
+                self.settings.index_dir / "onnx",
+                texts,
+                batch_size=self.settings.embed_batch_size,
+            )
+        return self._index_models[key]
+
+    def _index_model_key(self, spec: ModelSpec) -> str:
+        return f"{spec.fingerprint}|{self.settings.index_backend}"
 
     def watch(
         self,
@@ -221,29 +227,20 @@ class KnowledgeBase:
             stop_event=stop_event,
         )
 
-    def _ensure_onnx(self, spec: ModelSpec, embedder: Callable[[], Embedder]) -> None:
-        """Export the model for the fast query path, once per model (kept under the index)."""
-        from bekb.embedding import OnnxEmbedder, SentenceTransformerEmbedder, export_onnx
+    def _ensure_query_export(self, spec: ModelSpec) -> None:
+        """Make the ONNX export queries embed with, once per model, if the build did not."""
+        from bekb.embedding import ensure_export, export_intact
 
         if self.settings.query_backend == "torch" or spec.path is None or self._embedder:
             return
-        folder = self._onnx_folder(spec.fingerprint)
-        if (folder / "meta.json").exists():
-            try:
-                OnnxEmbedder(folder)
-                return
-            except EmbeddingError:
-                pass  # a damaged export is made again
-        model = embedder()
-        if not isinstance(model, SentenceTransformerEmbedder):
+        onnx_dir = self.settings.index_dir / "onnx"
+        if export_intact(onnx_dir / spec.fingerprint):
             return
         meta = self.store.active()
-        samples: list[str] = []
-        if meta is not None:
-            samples = [c.embed_text for c in self.store.get_chunks(meta.collection)[:64]]
+        samples = [c.embed_text for c in self.store.get_chunks(meta.collection)] if meta else []
         # A model ONNX cannot reproduce is still served, through sentence-transformers.
         with contextlib.suppress(EmbeddingError):
-            export_onnx(model, folder, samples)
+            ensure_export(spec, onnx_dir, samples)
 
     def _onnx_folder(self, model_fingerprint: str) -> Path:
         return self.settings.index_dir / "onnx" / model_fingerprint

@@ -65,7 +65,7 @@ class Indexer:
         index_dir: Path,
         build: BuildSettings,
         counter: TokenCounter,
-        embedder: Callable[[], Embedder],
+        embedder: Callable[[Sequence[str]], Embedder],
         cache: EmbeddingCache,
         on_progress: ProgressCallback | None = None,
     ) -> None:
@@ -78,11 +78,11 @@ class Indexer:
         self.cache = cache
         self.on_progress = on_progress or (lambda _: None)
 
-    @property
-    def embedder(self) -> Embedder:
-        """The model, loaded on first use (a no-op run never loads it)."""
+    def _model(self, texts: Sequence[str]) -> Embedder:
+        """The model, loaded on first use (a no-op run never loads it); `texts` are what
+        this run embeds, for the factory to check a new export on."""
         if self._embedder is None:
-            self._embedder = self._embedder_factory()
+            self._embedder = self._embedder_factory(texts)
         return self._embedder
 
     def run(self, selection: Selection, *, full: bool = False) -> IndexReport:
@@ -187,14 +187,18 @@ class Indexer:
         """Vectors by cache key for every chunk; returns (vectors, computed, from cache)."""
         model_key = self.build.model.fingerprint
         keys = {text_key(c.embed_text): c.embed_text for c in chunks}
-        dims = self._known_dimensions()
+        dims = self._known_dimensions(list(keys.values()))
         found = self.cache.get_many(model_key, list(keys), dims) if dims else {}
-        missing = [k for k in keys if k not in found]
+        # Longest first, so each call's texts are of one length (little padding) and the
+        # progress bar's ETA errs long rather than short.
+        missing = sorted((k for k in keys if k not in found), key=lambda k: -len(keys[k]))
         total = len(missing)
         self.on_progress(Progress("embed", 0, total))
+        if total:
+            model = self._model([keys[k] for k in missing])
         for start in range(0, total, EMBED_BATCH):
             batch = missing[start : start + EMBED_BATCH]
-            vectors = self.embedder.embed([keys[k] for k in batch])
+            vectors = model.embed([keys[k] for k in batch])
             computed = dict(zip(batch, vectors, strict=True))
             self.cache.put_many(model_key, computed)  # durable at once: a killed run resumes
             found.update(computed)
@@ -301,17 +305,17 @@ class Indexer:
             if folder.name not in keep:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    def _known_dimensions(self) -> int:
+    def _known_dimensions(self, texts: Sequence[str]) -> int:
         if self._embedder is not None:
             return self._embedder.dimensions
         active = self.store.active()
         if active is not None and active.model_fingerprint == self.build.model.fingerprint:
             return active.dimensions
-        return self.embedder.dimensions
+        return self._model(texts).dimensions
 
     def _dimensions(
         self, chunks: Sequence[Chunk], vectors: dict[str, np.ndarray], active: IndexMeta | None
     ) -> int:
         if chunks:
             return int(vectors[text_key(chunks[0].embed_text)].shape[0])
-        return self._known_dimensions()
+        return self._known_dimensions([])
