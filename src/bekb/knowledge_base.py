@@ -54,6 +54,7 @@ class KnowledgeBase:
         self._store: ChromaStore | None = None
         self._retriever: Retriever | None = None
         self._index_models: dict[str, Embedder] = {}
+        self._selection: Selection | None = None
 
     @classmethod
     def open(
@@ -120,11 +121,14 @@ class KnowledgeBase:
         return resolve_model(self.settings.embed_model)
 
     def selection(self) -> Selection:
-        """The files the settings select under the root."""
+        """The files the settings select under the root (reused while no folder changed)."""
+        if self._selection is not None and self._selection.still_current():
+            return self._selection
         s = self.settings
-        return select_files(
+        self._selection = select_files(
             s.root, agent_files=s.agent_files, scope=s.scope, include=s.include, exclude=s.exclude
         )
+        return self._selection
 
     # -- corpus ------------------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 
@@ -19,6 +20,8 @@ INDEXABLE_SUFFIXES = frozenset(
     | {".py", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".rs", ".go", ".sh"}
 )
 SKILL_FILE = "SKILL.md"
+# Folders changed this recently (ns) may change again within the same mtime tick.
+RACY_NS = 2_000_000_000
 # A backtick span is a citation when it looks like a relative file path: a/b.ext
 _CITATION = re.compile(r"`([^`\s]+/[^`\s]*\.[A-Za-z0-9]+)`")
 # A span with spaces (`my skills/SKILL.md`) is a citation only when it names a file that
@@ -35,6 +38,48 @@ class Selection:
     unresolved: tuple[str, ...]
     refused: tuple[SkippedFile, ...]
     agent_files: tuple[str, ...]
+    # mtime of each agent file and of every folder whose listing decided the file set; None
+    # when the set came from include globs (too many folders to track: never reused).
+    stamps: tuple[tuple[str, int], ...] | None = field(default=None, compare=False, repr=False)
+
+    def still_current(self) -> bool:
+        """Whether selecting again would give the same files: no stamp has moved.
+
+        Costs one `stat` per stamp (the workspace: ~900 folders, a few ms), against a walk
+        of the tree and a read of the agent files (~50 ms).
+        """
+        if self.stamps is None:
+            return False
+        try:
+            return all(os.stat(path).st_mtime_ns == mtime for path, mtime in self.stamps)
+        except OSError:
+            return False
+
+
+class _Stamps:
+    """Records the mtime of what a selection read, for Selection.still_current."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+        self.racy = False
+        self._started = time.time_ns()
+
+    def add(self, path: Path) -> None:
+        """Stamp `path`, or its nearest existing folder (where it would appear) if missing."""
+        for candidate in (path, *path.parents):
+            try:
+                mtime = os.stat(candidate).st_mtime_ns
+            except (OSError, ValueError):
+                continue
+            self.seen.setdefault(str(candidate), mtime)
+            # A change in the same clock tick as this listing would leave the mtime as it
+            # is now (filesystems with coarse mtimes): such a selection is not reused.
+            self.racy |= self._started - mtime < RACY_NS
+            return
+
+    def frozen(self) -> tuple[tuple[str, int], ...] | None:
+        """The stamps, or None when the selection must not be reused."""
+        return None if self.racy else tuple(self.seen.items())
 
 
 def cited_paths(agent_text: str) -> list[str]:
@@ -71,6 +116,8 @@ def select_files(
     """
     root = check_root(root)
     agents = tuple(agent_files)
+    includes = tuple(include)
+    stamps = _Stamps()
     chosen: set[str] = set()
     unresolved: list[str] = []
     refused: dict[str, SkippedFile] = {}
@@ -83,24 +130,25 @@ def select_files(
         if agent_path is None:
             refuse(agent, "agent file is outside the workspace root")
             continue
+        stamps.add(agent_path)
         try:
             agent_text = agent_path.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
             raise CorpusError(f"cannot read agent file {agent}: {exc.strerror or exc}") from exc
         for cited in cited_paths(agent_text):
-            _add_citation(root, cited, chosen, unresolved, refuse)
+            _add_citation(root, cited, chosen, unresolved, refuse, stamps)
         for cited in dict.fromkeys(_SPAN.findall(agent_text)):
             spaced = "/" in cited and cited.strip() == cited and " " in cited
             if spaced and _names_a_file(root / cited):
-                _add_citation(root, cited, chosen, unresolved, refuse)
+                _add_citation(root, cited, chosen, unresolved, refuse, stamps)
 
     if scope == "workspace":
-        for rel in _walk(root, root, refuse):
+        for rel in _walk(root, root, refuse, stamps):
             if _is_workspace_file(rel):
                 chosen.add(rel)
-        chosen.update(_skill_folder_files(root, chosen, refuse))
+        chosen.update(_skill_folder_files(root, chosen, refuse, stamps))
 
-    for pattern in include:
+    for pattern in includes:
         for path in sorted(root.glob(_relative_glob(pattern))):
             rel = path.relative_to(root).as_posix()
             if path.is_symlink() and not path.exists():
@@ -119,6 +167,7 @@ def select_files(
         unresolved=tuple(unresolved),
         refused=tuple(refused[k] for k in sorted(refused)),
         agent_files=agents,
+        stamps=None if includes else stamps.frozen(),
     )
 
 
@@ -138,6 +187,7 @@ def _add_citation(
     chosen: set[str],
     unresolved: list[str],
     refuse: _Refuse,
+    stamps: _Stamps,
 ) -> None:
     pure = PurePosixPath(cited)
     if pure.is_absolute() or ".." in pure.parts:
@@ -145,6 +195,7 @@ def _add_citation(
         return
     rel = pure.as_posix()  # `./a/b.md` and `a//b.md` are the file `a/b.md`
     candidate = root / rel
+    stamps.add(candidate.parent)  # the file appearing or going changes its folder
     try:
         if candidate.is_symlink() and not candidate.exists():
             refuse(rel, "broken or looping symlink")
@@ -163,7 +214,7 @@ def _add_citation(
     chosen.add(rel)
     if candidate.name == SKILL_FILE:
         folder = candidate.parent
-        chosen.update(_walk(root, folder, refuse))
+        chosen.update(_walk(root, folder, refuse, stamps))
 
 
 def _names_a_file(candidate: Path) -> bool:
@@ -177,10 +228,12 @@ class _Refuse(Protocol):  # the shape of the `refuse` callback
     def __call__(self, path: str, reason: str) -> None: ...
 
 
-def _skill_folder_files(root: Path, chosen: set[str], refuse: _Refuse) -> Iterator[str]:
+def _skill_folder_files(
+    root: Path, chosen: set[str], refuse: _Refuse, stamps: _Stamps
+) -> Iterator[str]:
     for rel in sorted(chosen):
         if PurePosixPath(rel).name == SKILL_FILE:
-            yield from _walk(root, root / PurePosixPath(rel).parent, refuse)
+            yield from _walk(root, root / PurePosixPath(rel).parent, refuse, stamps)
 
 
 def _is_workspace_file(rel: str) -> bool:
@@ -195,11 +248,12 @@ def _is_workspace_file(rel: str) -> bool:
     return "agents" in parts[1:-1] or parts[0] == "specialists"
 
 
-def _walk(root: Path, folder: Path, refuse: _Refuse) -> Iterator[str]:
+def _walk(root: Path, folder: Path, refuse: _Refuse, stamps: _Stamps) -> Iterator[str]:
     """Indexable files below `folder`, as root-relative paths; never follows links out."""
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         base = Path(dirpath)
+        stamps.add(base)
         for name in sorted(filenames):
             if name.startswith(".") or Path(name).suffix.lower() not in INDEXABLE_SUFFIXES:
                 continue
