@@ -61,10 +61,15 @@ def switched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     onnx_kb = KnowledgeBase.open(settings("onnx"))
     fp32 = onnx_kb.index()
     fp32_meta = onnx_kb.store.active()
+    reader = KnowledgeBase.open(settings("onnx"))  # a long-lived process (an MCP server)
+    reader.search(SAGA_QUERY, k=3)
+    reader_before = reader._retrieval()._embedder
     int8_kb = KnowledgeBase.open(settings("onnx-int8"))
     int8 = int8_kb.index()
     int8_meta = int8_kb.store.active()
     int8_hits = int8_kb.search(SAGA_QUERY, k=3)
+    reader_hits = reader.search(SAGA_QUERY, k=3)
+    reader_after = reader._retrieval()._embedder
     models_after_int8 = cached_models(base / "index")
     back = KnowledgeBase.open(settings("torch")).index()
     return {
@@ -77,6 +82,8 @@ def switched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "int8_kb": int8_kb,
         "int8_hits": int8_hits,
         "models_after_int8": models_after_int8,
+        "reader_embedders": (reader_before, reader_after),
+        "reader_hits": reader_hits,
     }
 
 
@@ -187,3 +194,12 @@ def test_a_model_that_cannot_be_exported_is_reported_by_the_child_and_not_used(t
         export_in_child(bogus, tmp_path / "onnx" / "x", ["some text"])
     assert ensure_export(bogus, tmp_path / "onnx", ["some text"]) is None
     assert not (tmp_path / "onnx" / bogus.fingerprint).exists()
+
+
+def test_a_long_lived_reader_embeds_queries_with_the_int8_model_after_a_switch(switched):
+    before, after = switched["reader_embedders"]
+    assert isinstance(before, OnnxEmbedder) and isinstance(after, OnnxEmbedder)
+    assert after is not before  # same model name, other fingerprint: the int8 export
+    assert [(h.path, h.start_line) for h in switched["reader_hits"]] == [
+        (h.path, h.start_line) for h in switched["int8_hits"]
+    ]

@@ -67,6 +67,7 @@ class Retriever:
         self._reranker_factory = reranker
         self._reranker: Reranker | None = None
         self._embedder: Embedder | None = None
+        self._embedder_for = ""  # the model fingerprint the embedder was made for
         self._snapshot: _Snapshot | None = None
 
     def snapshot(self) -> _Snapshot:
@@ -79,7 +80,9 @@ class Retriever:
         records = self.store.files(meta.collection)
         live = {cid for record in records.values() for cid in record.chunk_ids}
         self._snapshot = _Snapshot(meta, records, live, self._keywords(meta, records))
-        if self._embedder is not None and self._embedder.model_id != meta.embed_model:
+        # A rebuild under another model or backend (int8 has its own fingerprint, not its
+        # own model name) needs the query embedder of that model.
+        if self._embedder is not None and self._embedder_for != meta.model_fingerprint:
             self._embedder = None
         return self._snapshot
 
@@ -87,6 +90,7 @@ class Retriever:
         """The query's vector (a 1-row matrix) under the model that built the index."""
         if self._embedder is None:
             self._embedder = self._embedder_factory(meta)
+            self._embedder_for = meta.model_fingerprint
         vectors: Vectors = self._embedder.embed([query])
         return vectors[:1]
 
