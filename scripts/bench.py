@@ -39,6 +39,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from benchdocs import write_sections
+
 REPO = Path(__file__).resolve().parents[1]
 # Children run from a snapshot of src/ and scripts/ (others may edit the tree meanwhile).
 SHARED = Path(os.environ.get("BENCH_SHARED", REPO.parent / "shared"))
@@ -1224,24 +1226,6 @@ def plot(points: list[dict[str, Any]], png: Path) -> None:
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
-
-
-def write_sections(path: Path, sections: dict[str, str]) -> None:
-    """Replace (or append) each `## heading` section, keeping the rest of the file."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    for heading, body in sections.items():
-        lines = text.splitlines()
-        marker = f"## {heading}"
-        if marker in lines:
-            start = lines.index(marker)
-            end = next(
-                (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-            )
-            lines[start:end] = [*body.rstrip("\n").splitlines(), ""]
-            text = "\n".join(lines).rstrip("\n") + "\n"
-        else:
-            text = text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
-    path.write_text(text, encoding="utf-8")
 
 
 def snapshot(work: Path, *, reuse: bool) -> str:

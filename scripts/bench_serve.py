@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from benchdocs import write_sections
 
 from bekb import KnowledgeBase, Settings
 
@@ -182,24 +183,6 @@ def table(runs: Sequence[Run]) -> list[str]:
     return rows
 
 
-def write_docs(path: Path, text: str) -> None:
-    """Replace (or append) the `## Serving` section, keeping the rest of the file."""
-    heading = f"## {SECTION}"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    lines = old.splitlines()
-    if heading in lines:
-        start = lines.index(heading)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        lines[start:end] = [*text.rstrip("\n").splitlines(), ""]
-        new = "\n".join(lines).rstrip("\n") + "\n"
-    else:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--queries", type=int, default=200)
@@ -263,7 +246,7 @@ query. The MCP server runs its tools one at a time (the knowledge base is not sh
 with more requests in flight, latency grows with the queue and throughput gains only what
 overlapping the stdio transport with the work allows.
 """
-    write_docs(args.docs, section)
+    write_sections(args.docs, {SECTION: section})
     print(f"wrote the {SECTION!r} section of {args.docs}")
 
 

@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchdocs import write_sections
+
 from bekb import BekbError, IndexReport, KnowledgeBase, Settings
 from bekb.corpus.selection import select_files
 
@@ -128,24 +130,6 @@ def cold_runs(settings: Settings, check: bool) -> list[dict[str, float]]:
     return out
 
 
-def write_docs(path: Path, text: str) -> None:
-    """Replace (or append) the `## Living index` section, keeping the rest of the file."""
-    heading = f"## {SECTION}"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    lines = old.splitlines()
-    if heading in lines:
-        start = lines.index(heading)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        lines[start:end] = [*text.rstrip("\n").splitlines(), ""]
-        new = "\n".join(lines).rstrip("\n") + "\n"
-    else:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=10)
@@ -205,7 +189,7 @@ change) plus one incremental rebuild (hash the set, chunk and embed the one file
 the keyword index). The staleness check stats every indexed file and hashes only those whose
 size or mtime moved.
 """
-    write_docs(args.docs, section)
+    write_sections(args.docs, {SECTION: section})
     print(f"wrote the {SECTION!r} section of {args.docs}")
 
 

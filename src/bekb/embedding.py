@@ -334,7 +334,6 @@ def _max_seq_length(spec: ModelSpec) -> int:
 
 # -- indexing backends and the exports they run --------------------------------------------
 
-INDEX_BACKENDS = ("onnx", "torch", "onnx-int8")
 # Lowest cosine between an int8 model and its fp32 export, on CHECK_TEXTS, for it to be used.
 INT8_MIN_COSINE = 0.98
 # Dynamic int8 quantises activations with one scale per batch, so batch-mates would move a
@@ -408,7 +407,7 @@ def ensure_export(
     sentence-transformers serves it); an int8 model that cannot be made raises.
     """
     loaded = load_export(spec, onnx_dir, batch_size=batch_size)
-    if loaded is not None:
+    if loaded is not None or spec.path is None:  # the export needs the model's own files
         return loaded
     folder = onnx_dir / spec.fingerprint
     if isinstance(spec, BackendModelSpec):
@@ -463,12 +462,12 @@ def export_in_child(spec: ModelSpec, folder: Path, samples: Sequence[str]) -> fl
     import subprocess
     import sys
 
-    payload = {"name": spec.name, "path": str(spec.path), "folder": str(folder)}
+    request = {"name": spec.name, "path": str(spec.path), "folder": str(folder)}
     code = "from bekb.embedding import _export_main; _export_main()"
     try:
         done = subprocess.run(
             [sys.executable, "-c", code],
-            input=json.dumps({**payload, "samples": list(samples)}),
+            input=json.dumps({**request, "samples": list(samples)}),
             capture_output=True,
             text=True,
             check=False,

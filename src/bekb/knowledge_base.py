@@ -194,19 +194,16 @@ class KnowledgeBase:
 
         if self._embedder is not None:
             return self._embedder
-        key = self._index_model_key(spec)
-        if key not in self._index_models:
-            self._index_models[key] = index_embedder(
+        # Settings (and so the backend) are fixed per knowledge base: the model decides.
+        if spec.fingerprint not in self._index_models:
+            self._index_models[spec.fingerprint] = index_embedder(
                 spec,
                 self.settings.index_backend,
-                self.settings.index_dir / "onnx",
+                self._onnx_dir,
                 texts,
                 batch_size=self.settings.embed_batch_size,
             )
-        return self._index_models[key]
-
-    def _index_model_key(self, spec: ModelSpec) -> str:
-        return f"{spec.fingerprint}|{self.settings.index_backend}"
+        return self._index_models[spec.fingerprint]
 
     def watch(
         self,
@@ -237,17 +234,22 @@ class KnowledgeBase:
 
         if self.settings.query_backend == "torch" or spec.path is None or self._embedder:
             return
-        onnx_dir = self.settings.index_dir / "onnx"
-        if export_intact(onnx_dir / spec.fingerprint):
+        folder = self._onnx_folder(spec.fingerprint)
+        if export_intact(folder):
             return
         meta = self.store.active()
         samples = [c.embed_text for c in self.store.get_chunks(meta.collection)] if meta else []
         # A model ONNX cannot reproduce is still served, through sentence-transformers.
         with contextlib.suppress(EmbeddingError):
-            ensure_export(spec, onnx_dir, samples)
+            ensure_export(spec, self._onnx_dir, samples)
+
+    @property
+    def _onnx_dir(self) -> Path:
+        """Where the model exports live, one folder per model fingerprint."""
+        return self.settings.index_dir / "onnx"
 
     def _onnx_folder(self, model_fingerprint: str) -> Path:
-        return self.settings.index_dir / "onnx" / model_fingerprint
+        return self._onnx_dir / model_fingerprint
 
     def _query_embedder(self, meta: IndexMeta) -> Embedder:
         from bekb.embedding import (
