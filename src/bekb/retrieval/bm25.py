@@ -5,9 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
+
+# np.load parses each .npy header with ast.literal_eval, and CPython 3.11's AST conversion
+# keeps a recursion counter that is not thread-safe: readers loading a new generation at once
+# fail with "SystemError: AST constructor recursion depth mismatch". One load at a time.
+_LOADING = threading.Lock()
 
 STOPWORDS = "english"
 CHECKSUMS = "bekb-checksums.json"
@@ -94,11 +100,10 @@ class KeywordIndex:
         if expect is not None and (len(chunk_ids) != len(expect) or set(chunk_ids) != set(expect)):
             raise ValueError(f"keyword index {folder} does not match the committed chunks")
         vocabulary = set(json.loads((folder / "vocabulary.json").read_text()))
-        model = (
-            bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
-            if chunk_ids
-            else bm25s.BM25()
-        )
+        if not chunk_ids:
+            return cls(chunk_ids, bm25s.BM25(), vocabulary)
+        with _LOADING:
+            model = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
         return cls(chunk_ids, model, vocabulary)
 
     def coverage(self, query: str) -> float:
