@@ -95,6 +95,7 @@ class Indexer:
         records = {} if rebuild else self.store.files(key)
         if not rebuild:
             self._remove_orphans(key, records)
+            self.store.widen_search(key)
         self.on_progress(Progress("scan", 0, len(selection.files)))
         todo = plan(selection.root, selection.files, records)
         self.on_progress(Progress("scan", len(selection.files), len(selection.files)))
