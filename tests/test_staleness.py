@@ -83,6 +83,24 @@ def test_the_check_reads_only_files_whose_size_or_mtime_moved(kb, tiny_root, mon
     assert read == [SAGAS]
 
 
+def test_status_reads_the_file_registry_once(kb, tiny_root, monkeypatch):
+    # Against a Chroma server every registry read is a round trip over the whole index.
+    reads: list[str] = []
+    real = kb.store.files
+
+    def counting(key: str) -> object:
+        reads.append(key)
+        return real(key)
+
+    monkeypatch.setattr(kb.store, "files", counting)
+    append(tiny_root / CACHING, ZEBRA)
+
+    status = kb.status()
+
+    assert [f.path for f in status.stale] == [CACHING]
+    assert (status.files, len(reads)) == (5, 1)
+
+
 def test_search_marks_hits_of_a_changed_file_stale(kb, tiny_root):
     append(tiny_root / CACHING, ZEBRA)
     hits = kb.search("cache lock request saga", k=8)

@@ -121,6 +121,48 @@ def test_query_returns_nearest_ids_with_cosine_similarity_best_first(store):
     assert [cid for cid, _ in store.query("fp1", unit(0, 0, 1)[None, :], 1)] == ["a.md#2"]
 
 
+def test_similarities_scores_stored_chunks_by_id_whatever_their_rank(store):
+    chunks = [chunk(0), chunk(1), chunk(2)]
+    store.put_chunks("fp1", chunks, np.vstack([unit(1, 0, 0), unit(1, 1, 0), unit(0, 0, 1)]), 1.0)
+
+    got = store.similarities("fp1", unit(1, 0, 0)[None, :], ["a.md#2", "a.md#1", "gone"])
+
+    assert got == {"a.md#1": pytest.approx(0.7071, abs=1e-4), "a.md#2": pytest.approx(0.0)}
+    assert store.similarities("fp1", unit(1, 0, 0)[None, :], []) == {}
+
+
+def test_similarities_leave_out_a_chunk_whose_vector_chroma_cannot_find(store, monkeypatch):
+    # After a killed build (or during a concurrent write) Chroma can hold a record whose
+    # vector is not in its vector segment yet, and then fails any read that names it.
+    from chromadb.errors import InternalError
+
+    chunks = [chunk(0), chunk(1), chunk(2)]
+    store.put_chunks("fp1", chunks, np.vstack([unit(1, 0, 0), unit(1, 1, 0), unit(0, 0, 1)]), 1.0)
+    real = store._vectors
+
+    def without_a_md_1(key, ids):
+        if "a.md#1" in ids:
+            try:
+                raise InternalError("Error executing plan: Internal error: Error finding id")
+            except InternalError as exc:
+                raise StoreError("Chroma failed to read vectors") from exc
+        return real(key, ids)
+
+    monkeypatch.setattr(store, "_vectors", without_a_md_1)
+    query = unit(1, 0, 0)[None, :]
+    assert store.similarities("fp1", query, ["a.md#0", "a.md#1", "a.md#2"]) == {
+        "a.md#0": pytest.approx(1.0),
+        "a.md#2": pytest.approx(0.0),
+    }
+
+    def down(key, ids):
+        raise StoreError("cannot reach the Chroma server") from ConnectionError("refused")
+
+    monkeypatch.setattr(store, "_vectors", down)
+    with pytest.raises(StoreError, match="cannot reach"):
+        store.similarities("fp1", query, ["a.md#0"])
+
+
 def test_delete_chunks_removes_exactly_those_ids(store):
     chunks = [chunk(n) for n in range(4)]
     store.put_chunks("fp1", chunks, np.vstack([unit(1, n, 0) for n in range(4)]), 1.0)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from bekb.evaluation import Report as EvalReport
     from bekb.indexing.watch import ErrorCallback, RebuildCallback
     from bekb.retrieval.retriever import Retriever, SearchResult
-    from bekb.store import ChromaStore, IndexMeta
+    from bekb.store import ChromaStore, FileRecord, IndexMeta
 
 MAX_QUESTION_CHARS = 4000
 MAX_K = 100
@@ -112,6 +112,7 @@ class KnowledgeBase:
                 self.settings.index_dir,
                 self._query_embedder,
                 partial(Reranker, model) if model else None,
+                self.settings.fusion,
             )
         return self._retriever
 
@@ -438,9 +439,11 @@ class KnowledgeBase:
 
     def corpus_status(self) -> CorpusStatus:
         """Every selected file compared with the index: indexed, new, changed or deleted."""
-        selection = self.selection()
         meta = self._active_or_none()
-        records = self.store.files(meta.collection) if meta else {}
+        return self._compare(self.store.files(meta.collection) if meta else {})
+
+    def _compare(self, records: dict[str, FileRecord]) -> CorpusStatus:
+        selection = self.selection()
         todo = plan(selection.root, selection.files, records, trust_stat=True)
         files = [FileStatus(f.source.path, "new", f.source.sha256) for f in todo.new]
         files += [FileStatus(f.source.path, "changed", f.source.sha256) for f in todo.changed]
@@ -457,7 +460,7 @@ class KnowledgeBase:
         """The index at a glance: what built it, how big it is, what is stale."""
         meta = self._active_or_none()
         records = self.store.files(meta.collection) if meta else {}
-        stale = self.corpus_status().stale
+        stale = self._compare(records).stale
         folder = self._onnx_folder(meta.model_fingerprint) if meta else None
         backend = "onnx" if folder and (folder / "meta.json").exists() else "sentence-transformers"
         return IndexStatus(

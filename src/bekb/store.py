@@ -107,6 +107,11 @@ def _is_missing(exc: BaseException | None) -> bool:
     return isinstance(exc, NotFoundError) or "does not exist" in str(exc)
 
 
+def _is_missing_record(exc: BaseException | None) -> bool:
+    """Whether Chroma failed a read because one of the ids it was given has no vector."""
+    return "Error finding id" in str(exc)
+
+
 class ChromaStore:
     """Chroma on a persistent (embedded) or HTTP (server) client."""
 
@@ -533,6 +538,42 @@ class ChromaStore:
         return [
             (i, 1.0 - float(d)) for i, d in zip(got["ids"][0], got["distances"][0], strict=True)
         ]
+
+    def similarities(self, key: str, vector: Vectors, ids: Sequence[str]) -> dict[str, float]:
+        """Cosine similarity of `vector` (a 1-row matrix) to each stored chunk in `ids`.
+
+        Chunks whose vector cannot be read are left out: deleted by a writer since the
+        caller listed them, or (after a killed build) in Chroma's records but not yet in its
+        vector segment.
+        """
+        import numpy as np
+
+        try:
+            stored = self._vectors(key, ids)
+        except StoreError as exc:
+            if not _is_missing_record(exc.__cause__):
+                raise
+            # Chroma fails the whole read for one such id: read the ids one by one.
+            stored = {}
+            for one in ids:
+                try:
+                    stored.update(self._vectors(key, [one]))
+                except StoreError as again:
+                    if not _is_missing_record(again.__cause__):
+                        raise
+        if not stored:
+            return {}
+        matrix = np.asarray(list(stored.values()), dtype=np.float32)
+        query = np.asarray(vector, dtype=np.float32)[0]
+        norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query))
+        sims = matrix @ query / np.where(norms > 0, norms, 1.0)
+        return {i: float(sim) for i, sim in zip(stored, sims, strict=True)}
+
+    def _vectors(self, key: str, ids: Sequence[str]) -> dict[str, Any]:
+        got = (
+            self._read(self._chunks_name(key), "read vectors", ["embeddings"], ids) if ids else None
+        )
+        return dict(zip(got["ids"], got["embeddings"], strict=True)) if got else {}
 
     def _batch_size(self) -> int:
         with contextlib.suppress(Exception):

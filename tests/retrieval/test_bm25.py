@@ -56,3 +56,18 @@ def test_an_empty_index_searches_to_nothing(tmp_path):
     empty.save(tmp_path / "kw")
     assert KeywordIndex.load(tmp_path / "kw").search("saga", 5) == []
     assert empty.coverage("saga") == 0.0
+
+
+def test_scores_gives_any_chunk_its_score_even_outside_the_top_n(tmp_path):
+    index = build()
+    index.save(tmp_path / "kw")
+    loaded = KeywordIndex.load(tmp_path / "kw")  # memory-mapped, as searches use it
+    query = "saga steps read the cache"
+    ranked = dict(index.search(query, 3))
+
+    scores = loaded.scores(query, ["cache", "saga", "cb", "unknown-id"])
+
+    assert scores == {cid: ranked.get(cid, 0.0) for cid in ("cache", "saga", "cb")}
+    assert scores["saga"] > 0 and scores["cache"] > 0 and scores["cb"] == 0.0
+    assert loaded.scores("how do I do it", ["saga"]) == {"saga": 0.0}
+    assert KeywordIndex.build([], []).scores("saga", ["saga"]) == {}

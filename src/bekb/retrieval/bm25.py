@@ -58,6 +58,7 @@ class KeywordIndex:
 
     def __init__(self, chunk_ids: Sequence[str], model: Any, vocabulary: set[str]) -> None:
         self.chunk_ids = list(chunk_ids)
+        self._position = {cid: i for i, cid in enumerate(self.chunk_ids)}
         self._model = model
         # Words the documents use as written (identifier parts excluded): what `coverage`
         # checks a question against.
@@ -128,6 +129,15 @@ class KeywordIndex:
             for d, s in zip(docs[0], scores[0], strict=True)
             if s > 0
         ]
+
+    def scores(self, query: str, chunk_ids: Collection[str]) -> dict[str, float]:
+        """The BM25 score of each of `chunk_ids` for `query` (0.0 when no term matches)."""
+        wanted = [cid for cid in chunk_ids if cid in self._position]
+        tokens = _tokenize([query], ids=False)[0] if wanted else []
+        if not tokens:
+            return dict.fromkeys(wanted, 0.0)
+        every = self._model.get_scores(tokens)
+        return {cid: float(every[self._position[cid]]) for cid in wanted}
 
 
 def _checksums(folder: Path) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Reciprocal rank fusion of ranked id lists, keeping each list's rank for the explanation."""
+"""Fusing the dense and BM25 candidates: convex combination of normalised scores, or
+reciprocal rank fusion; each source's rank is kept for the explanation."""
 
 from __future__ import annotations
 
@@ -31,5 +32,29 @@ def reciprocal_rank_fusion(
         for rank, item in enumerate(ids, start=1):
             entry = fused.setdefault(item, Fused(item))
             entry.score += weight / (k + rank)
+            entry.ranks[source] = rank
+    return sorted(fused.values(), key=lambda f: (-f.score, f.id))
+
+
+def convex_fusion(
+    scores: Mapping[str, Mapping[str, float]], *, weights: Mapping[str, float] | None = None
+) -> list[Fused]:
+    """Fuse named scorings of one candidate set: Σ weight × min-max normalised score.
+
+    Every source must score every candidate (a candidate one retriever missed still gets that
+    retriever's real score): unlike rank fusion this keeps how far apart the scores are, so a
+    chunk far ahead in one ranking is not outvoted by chunks merely present in both. Ranks
+    kept for the explanation are each source's order over the candidates. Best first; ties
+    by id.
+    """
+    fused: dict[str, Fused] = {}
+    for source, by_id in scores.items():
+        weight = (weights or {}).get(source, 1.0)
+        low, high = min(by_id.values(), default=0.0), max(by_id.values(), default=0.0)
+        span = high - low
+        ordered = sorted(by_id.items(), key=lambda item: (-item[1], item[0]))
+        for rank, (item, score) in enumerate(ordered, start=1):
+            entry = fused.setdefault(item, Fused(item))
+            entry.score += weight * ((score - low) / span if span > 0 else 0.0)
             entry.ranks[source] = rank
     return sorted(fused.values(), key=lambda f: (-f.score, f.id))
