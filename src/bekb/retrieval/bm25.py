@@ -116,28 +116,31 @@ class KeywordIndex:
 
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """Up to `n` (chunk id, score) pairs with a positive score, best first."""
-        if not self.chunk_ids:
+        import numpy as np
+
+        every = self._all_scores(query)
+        if every is None or n < 1:
             return []
-        tokens = _tokenize([query], ids=False)
-        if not tokens or not tokens[0]:
-            return []
-        docs, scores = self._model.retrieve(
-            tokens, k=min(n, len(self.chunk_ids)), show_progress=False, n_threads=1
-        )
-        return [
-            (self.chunk_ids[int(d)], float(s))
-            for d, s in zip(docs[0], scores[0], strict=True)
-            if s > 0
-        ]
+        # get_scores and a partial sort, not bm25s' `retrieve`: that one starts a thread pool
+        # and a progress bar per query, 3 ms of a 20 ms search on the workspace.
+        top = np.argpartition(-every, n - 1)[:n] if n < len(every) else np.arange(len(every))
+        ranked = sorted(top.tolist(), key=lambda i: (-every[i], i))
+        return [(self.chunk_ids[i], float(every[i])) for i in ranked if every[i] > 0]
 
     def scores(self, query: str, chunk_ids: Collection[str]) -> dict[str, float]:
         """The BM25 score of each of `chunk_ids` for `query` (0.0 when no term matches)."""
         wanted = [cid for cid in chunk_ids if cid in self._position]
-        tokens = _tokenize([query], ids=False)[0] if wanted else []
-        if not tokens:
+        every = self._all_scores(query) if wanted else None
+        if every is None:
             return dict.fromkeys(wanted, 0.0)
-        every = self._model.get_scores(tokens)
         return {cid: float(every[self._position[cid]]) for cid in wanted}
+
+    def _all_scores(self, query: str) -> Any:
+        """Every chunk's score for `query` (an array), or None when no query term counts."""
+        if not self.chunk_ids:
+            return None
+        tokens = _tokenize([query], ids=False)[0]
+        return self._model.get_scores(tokens) if tokens else None
 
 
 def _checksums(folder: Path) -> dict[str, str]:

@@ -171,7 +171,7 @@ class Retriever:
         lexical.update(snap.keywords.scores(query, [c for c in similarity if c not in lexical]))
         return convex_fusion(
             {
-                "dense": {c: similarity[c] for c in similarity},
+                "dense": dict(similarity),
                 "bm25": {c: lexical.get(c, 0.0) for c in similarity},
             },
             weights=CONVEX_WEIGHTS,
