@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -82,10 +86,32 @@ def _watch(kb: Any, *, full: bool, json_out: bool) -> None:
         if full:
             rebuilt(kb.index(full=True))
         typer.echo(f"watching {kb.settings.root} for changes (Ctrl-C to stop)", err=True)
-        kb.watch(on_rebuild=rebuilt, on_error=failed)
+        with _ctrl_c_sets(threading.Event()) as stop:
+            kb.watch(on_rebuild=rebuilt, on_error=failed, stop_event=stop)
     except KeyboardInterrupt:
         pass
     typer.echo("stopped watching", err=True)
+
+
+@contextlib.contextmanager
+def _ctrl_c_sets(stop: threading.Event) -> Iterator[threading.Event]:
+    """While inside, the first Ctrl-C sets `stop` instead of raising; a second one raises.
+
+    Why: a KeyboardInterrupt raised in the middle of a rebuild can land inside a Chroma call
+    (Rust), which then did not always come back (a CI run hung on Ctrl-C). The watcher
+    checks `stop` between rebuilds, every debounce step.
+    """
+
+    def on_ctrl_c(_signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @app.command("status")
