@@ -361,3 +361,15 @@ def test_cli_index_watch_prints_a_line_per_rebuild_and_stops_on_ctrl_c(tiny_root
     assert stderr.strip().splitlines()[-1] == "stopped watching"
     with write_lock(index_dir, timeout=0):
         pass
+
+
+def test_first_ctrl_c_asks_the_watcher_to_stop_and_a_second_one_interrupts():
+    from bekb.cli.index import _ctrl_c_sets
+
+    before = signal.getsignal(signal.SIGINT)
+    with _ctrl_c_sets(threading.Event()) as stop:
+        signal.raise_signal(signal.SIGINT)  # the rebuild in progress is left to finish
+        assert stop.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
