@@ -101,6 +101,23 @@ def test_status_reads_the_file_registry_once(kb, tiny_root, monkeypatch):
     assert (status.files, len(reads)) == (5, 1)
 
 
+def test_a_search_reads_the_index_pointer_once(kb, monkeypatch):
+    # The staleness check and the search share one snapshot of the committed generation, so
+    # the stale marks describe the hits returned, and Chroma is asked once (1.5 ms here).
+    reads: list[object] = []
+    real = kb.store.active
+
+    def counting() -> object:
+        reads.append(real())
+        return reads[-1]
+
+    kb.search("saga compensation", k=3)
+    monkeypatch.setattr(kb.store, "active", counting)
+
+    assert kb.search("saga compensation", k=3)
+    assert len(reads) == 1
+
+
 def test_search_marks_hits_of_a_changed_file_stale(kb, tiny_root):
     append(tiny_root / CACHING, ZEBRA)
     hits = kb.search("cache lock request saga", k=8)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from bekb.embedding import Embedder, ModelSpec
     from bekb.evaluation import Report as EvalReport
     from bekb.indexing.watch import ErrorCallback, RebuildCallback
-    from bekb.retrieval.retriever import Retriever, SearchResult
+    from bekb.retrieval.retriever import Retriever, SearchResult, Snapshot
     from bekb.store import ChromaStore, FileRecord, IndexMeta
 
 MAX_QUESTION_CHARS = 4000
@@ -291,8 +291,8 @@ class KnowledgeBase:
         count = self.settings.k if k is None else k
         if count < 1:
             raise UsageError(f"k must be at least 1 (got {count})")
-        stale = self._stale_after(refresh) if check_fresh else set()
-        result = self._retrieval().search(text, min(count, MAX_K))
+        stale, snapshot = self._stale_after(refresh) if check_fresh else (set(), None)
+        result = self._retrieval().search(text, min(count, MAX_K), snapshot=snapshot)
         if not stale:
             return result
         hits = tuple(replace(h, stale=True) if h.path in stale else h for h in result.hits)
@@ -306,20 +306,22 @@ class KnowledgeBase:
         """
         return self.corpus_status().stale
 
-    def _stale_after(self, refresh: bool) -> set[str]:
-        # The retriever's snapshot already holds the registry: no second read from Chroma.
+    def _stale_after(self, refresh: bool) -> tuple[set[str], Snapshot | None]:
+        """Files changed since the index was built (none after a refresh), and the index
+        generation they were compared with, for the search to read: the stale marks then
+        describe the very hits returned, and the registry is read from Chroma once."""
         try:
-            records = self._retrieval().snapshot().records
+            snapshot = self._retrieval().snapshot()
         except IndexNotBuiltError:
             if refresh or self.settings.auto_refresh:
                 self.index()
-            return set()
-        todo = plan(self.settings.root, self.selection().files, records, trust_stat=True)
+            return set(), None
+        todo = plan(self.settings.root, self.selection().files, snapshot.records, trust_stat=True)
         stale = {f.source.path for f in todo.work} | set(todo.deleted)
         if stale and (refresh or self.settings.auto_refresh):
             self.index()
-            return set()
-        return stale
+            return set(), None
+        return stale, snapshot
 
     def ask(
         self,

@@ -18,8 +18,11 @@ from bekb.retrieval.fusion import Fused, convex_fusion, reciprocal_rank_fusion
 from bekb.retrieval.rerank import RERANK_CANDIDATES, Reranker
 from bekb.store import ChromaStore, FileRecord, IndexMeta
 
-# Candidates each retriever contributes before fusion.
-CANDIDATES = 40
+# Candidates each retriever contributes before fusion. Every one is scored by both, so a
+# wider pool lets a chunk that one retriever ranks far down still win on the other's score:
+# 40 -> 80 gained workspace questions (13,534 chunks) and changed nothing on the cited set
+# (830); about 1.5 ms per query (docs/benchmarks.md, "Retrieval quality").
+CANDIDATES = 80
 # Rank fusion counts both rankings the same.
 RRF_WEIGHTS = {"dense": 1.0, "bm25": 1.0}
 # Score fusion leans on dense similarity: calibrated on the dev questions of both scopes
@@ -49,7 +52,9 @@ class SearchResult:
 
 
 @dataclass
-class _Snapshot:
+class Snapshot:
+    """One committed generation of the index, as searches read it."""
+
     meta: IndexMeta
     records: dict[str, FileRecord]
     live: set[str]
@@ -75,9 +80,9 @@ class Retriever:
         self._reranker: Reranker | None = None
         self._embedder: Embedder | None = None
         self._embedder_for = ""  # the model fingerprint the embedder was made for
-        self._snapshot: _Snapshot | None = None
+        self._snapshot: Snapshot | None = None
 
-    def snapshot(self) -> _Snapshot:
+    def snapshot(self) -> Snapshot:
         """The committed index as of now (cached until its generation changes)."""
         meta = self.store.active()
         if meta is None:
@@ -86,7 +91,7 @@ class Retriever:
             return self._snapshot
         records = self.store.files(meta.collection)
         live = {cid for record in records.values() for cid in record.chunk_ids}
-        self._snapshot = _Snapshot(meta, records, live, self._keywords(meta, records))
+        self._snapshot = Snapshot(meta, records, live, self._keywords(meta, records))
         # A rebuild under another model or backend (int8 has its own fingerprint, not its
         # own model name) needs the query embedder of that model.
         if self._embedder is not None and self._embedder_for != meta.model_fingerprint:
@@ -101,9 +106,11 @@ class Retriever:
         vectors: Vectors = self._embedder.embed([query])
         return vectors[:1]
 
-    def search(self, query: str, k: int, *, retry: bool = True) -> SearchResult:
-        """The `k` best passages for `query`."""
-        snap = self.snapshot()
+    def search(
+        self, query: str, k: int, *, snapshot: Snapshot | None = None, retry: bool = True
+    ) -> SearchResult:
+        """The `k` best passages for `query`, from `snapshot` (by default the current one)."""
+        snap = snapshot or self.snapshot()
         key = snap.meta.collection
         vector = self.embed_query(query, snap.meta)
         dense = [
@@ -151,7 +158,7 @@ class Retriever:
         self,
         query: str,
         vector: Vectors,
-        snap: _Snapshot,
+        snap: Snapshot,
         similarity: dict[str, float],
         lexical: dict[str, float],
     ) -> list[Fused] | None:
