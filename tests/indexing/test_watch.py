@@ -364,10 +364,10 @@ def test_cli_index_watch_prints_a_line_per_rebuild_and_stops_on_ctrl_c(tiny_root
 
 
 def test_first_ctrl_c_asks_the_watcher_to_stop_and_a_second_one_interrupts():
-    from bekb.cli.index import _ctrl_c_sets
+    from bekb.cli.index import _stop_on_ctrl_c
 
     before = signal.getsignal(signal.SIGINT)
-    with _ctrl_c_sets(threading.Event()) as stop:
+    with _stop_on_ctrl_c() as stop:
         signal.raise_signal(signal.SIGINT)  # the rebuild in progress is left to finish
         assert stop.is_set()
         with pytest.raises(KeyboardInterrupt):

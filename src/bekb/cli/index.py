@@ -86,7 +86,7 @@ def _watch(kb: Any, *, full: bool, json_out: bool) -> None:
         if full:
             rebuilt(kb.index(full=True))
         typer.echo(f"watching {kb.settings.root} for changes (Ctrl-C to stop)", err=True)
-        with _ctrl_c_sets(threading.Event()) as stop:
+        with _stop_on_ctrl_c() as stop:
             kb.watch(on_rebuild=rebuilt, on_error=failed, stop_event=stop)
     except KeyboardInterrupt:
         pass
@@ -94,13 +94,14 @@ def _watch(kb: Any, *, full: bool, json_out: bool) -> None:
 
 
 @contextlib.contextmanager
-def _ctrl_c_sets(stop: threading.Event) -> Iterator[threading.Event]:
-    """While inside, the first Ctrl-C sets `stop` instead of raising; a second one raises.
+def _stop_on_ctrl_c() -> Iterator[threading.Event]:
+    """An event that, while inside, the first Ctrl-C sets instead of raising; a second raises.
 
     Why: a KeyboardInterrupt raised in the middle of a rebuild can land inside a Chroma call
     (Rust), which then did not always come back (a CI run hung on Ctrl-C). The watcher
     checks `stop` between rebuilds, every debounce step.
     """
+    stop = threading.Event()
 
     def on_ctrl_c(_signum: int, _frame: Any) -> None:
         if stop.is_set():
