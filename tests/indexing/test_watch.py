@@ -22,6 +22,9 @@ from bekb.indexing.watch import WatchScope
 
 DEBOUNCE_MS = 150
 WAIT_S = 5.0
+# The first build of a watcher also pays for cold imports (chromadb, onnxruntime): with an
+# empty page cache that alone took more than WAIT_S here.
+FIRST_BUILD_S = 60.0
 
 SAGAS = "alpha/skills/sagas/SKILL.md"
 DETAILS = "alpha/skills/sagas/references/details.md"
@@ -68,8 +71,8 @@ class Watcher:
     def indexed(self) -> dict[str, tuple[str, ...]]:
         return store_state(self.kb)[0]
 
-    def wait_rebuilds(self, count: int) -> None:
-        wait_until(lambda: len(self.reports) >= count)
+    def wait_rebuilds(self, count: int, timeout: float = WAIT_S) -> None:
+        wait_until(lambda: len(self.reports) >= count, timeout)
 
 
 @pytest.fixture
@@ -89,7 +92,7 @@ def watcher(tiny_settings: Settings) -> Iterator[Watcher]:
         daemon=True,
     )
     w.thread.start()
-    w.wait_rebuilds(1)
+    w.wait_rebuilds(1, FIRST_BUILD_S)
     yield w
     stop.set()
     w.thread.join(timeout=5)
@@ -208,7 +211,7 @@ def test_a_failed_rebuild_is_reported_and_the_next_change_is_indexed(tiny_settin
         daemon=True,
     )
     thread.start()
-    wait_until(lambda: len(reports) == 1)
+    wait_until(lambda: len(reports) == 1, FIRST_BUILD_S)
     try:
         with write_lock(tiny_settings.index_dir, timeout=0):  # another writer holds the index
             (tiny_root / SERVER).unlink()
@@ -294,7 +297,7 @@ def test_index_dir_under_the_root_does_not_trigger_rebuilds(tiny_root):
         daemon=True,
     )
     thread.start()
-    wait_until(lambda: len(reports) == 1)
+    wait_until(lambda: len(reports) == 1, FIRST_BUILD_S)
     time.sleep(4 * DEBOUNCE_MS / 1000)  # the build's own writes must not feed back
     (tiny_root / SERVER).unlink()
     wait_until(lambda: len(reports) >= 2)
