@@ -117,10 +117,11 @@ class Settings(BaseSettings):
     fusion: Literal["convex", "rrf"] = Field(
         "convex",
         description="How dense and BM25 candidates are combined: `convex` (each candidate "
-        "scored by both retrievers, scores min-max normalised, dense weighted 0.6 and BM25 "
-        "0.4) or `rrf` (reciprocal rank fusion of the two rankings). On the dev questions "
-        "convex ranks better: workspace MRR@10 0.755 → 0.809, cited-set hit@5 0.96 → 0.98 "
-        "and evidence@5 0.85 → 0.90; see docs/benchmarks.md.",
+        "scored by both retrievers, dense similarity scaled from cosine 0 and BM25 min-max, "
+        "dense weighted 0.6 and BM25 0.4) or `rrf` (reciprocal rank fusion of the two "
+        "rankings). On the dev questions convex ranks better: workspace MRR@10 0.757 → "
+        "0.810, cited-set hit@5 0.96 → 0.98 and evidence@5 0.85 → 0.92; see "
+        "docs/benchmarks.md.",
     )
     rerank_model: str | None = Field(
         None, description="Optional cross-encoder (sentence-transformers id or path)."

@@ -63,3 +63,20 @@ def test_convex_fusion_of_a_source_that_does_not_discriminate_adds_nothing():
     fused = convex_fusion({"dense": {"a": 0.2, "b": 0.7}, "bm25": {"a": 3.0, "b": 3.0}})
     assert [(f.id, f.score) for f in fused] == [("b", 1.0), ("a", 0.0)]
     assert convex_fusion({"dense": {}, "bm25": {}}) == []
+
+
+def test_convex_fusion_scales_a_source_with_a_floor_from_that_floor():
+    scores = {"dense": {"a": 0.2, "b": 0.1, "c": -0.05}, "bm25": {"a": 1.0, "b": 5.0, "c": 0.0}}
+    fused = convex_fusion(scores, weights={"dense": 0.6, "bm25": 0.4}, floors={"dense": 0.0})
+    by_id = {f.id: f.score for f in fused}
+    assert by_id["a"] == pytest.approx(0.6 * 1.0 + 0.4 * 0.2)
+    assert by_id["b"] == pytest.approx(0.6 * 0.5 + 0.4 * 1.0)
+    assert by_id["c"] == pytest.approx(0.0)  # below the floor counts as the floor
+
+
+def test_a_floor_keeps_uniformly_weak_similarities_from_outvoting_a_strong_keyword_match():
+    # Every dense similarity is weak and close together; "b" alone matches the query's words.
+    scores = {"dense": {"a": 0.19, "b": 0.15, "c": 0.14}, "bm25": {"a": 4.0, "b": 10.0, "c": 0.0}}
+    weights = {"dense": 0.6, "bm25": 0.4}
+    assert convex_fusion(scores, weights=weights)[0].id == "a"
+    assert convex_fusion(scores, weights=weights, floors={"dense": 0.0})[0].id == "b"

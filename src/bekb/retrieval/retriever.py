@@ -28,6 +28,12 @@ RRF_WEIGHTS = {"dense": 1.0, "bm25": 1.0}
 # Score fusion leans on dense similarity: calibrated on the dev questions of both scopes
 # (dense 0.5 to 0.7 tried; 0.5 loses paraphrases, whose words BM25 cannot match).
 CONVEX_WEIGHTS = {"dense": 0.6, "bm25": 0.4}
+# Dense similarity is scaled up from cosine 0, what unrelated text scores with these models,
+# not from the weakest candidate (theoretical min-max, Bruch et al. 2023): when every
+# candidate is only loosely similar, min-max would stretch their small differences over the
+# whole range and outvote a strong BM25 match. BM25 keeps min-max: from 0 it measured worse
+# (docs/benchmarks.md, "Retrieval quality").
+CONVEX_FLOORS = {"dense": 0.0}
 Fusion = Literal["convex", "rrf"]
 
 
@@ -182,6 +188,7 @@ class Retriever:
                 "bm25": {c: lexical.get(c, 0.0) for c in similarity},
             },
             weights=CONVEX_WEIGHTS,
+            floors=CONVEX_FLOORS,
         )
 
     def _keywords(self, meta: IndexMeta, records: dict[str, FileRecord]) -> KeywordIndex:
