@@ -13,6 +13,7 @@ def test_exported_names_are_pinned():
         "ChecksumError",
         "Citation",
         "ConfigError",
+        "Copy",
         "CorpusError",
         "CorpusStatus",
         "EmbeddingError",

@@ -12,6 +12,7 @@ Example:
 from bekb.domain import (
     Answer,
     Citation,
+    Copy,
     CorpusStatus,
     FileStatus,
     Hit,
@@ -44,6 +45,7 @@ __all__ = [
     "ChecksumError",
     "Citation",
     "ConfigError",
+    "Copy",
     "CorpusError",
     "CorpusStatus",
     "EmbeddingError",

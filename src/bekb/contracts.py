@@ -27,6 +27,7 @@ def hit_json(hit: Hit) -> dict[str, Any]:
         "kind": hit.kind,
         "stale": hit.stale,
         "explain": asdict(hit.explain),
+        "copies": [{**asdict(c), "label": c.label} for c in hit.copies],
     }
 
 

@@ -67,6 +67,21 @@ class HitExplain:
 
 
 @dataclass(frozen=True)
+class Copy:
+    """Another place a passage appears word for word (a file copied between plugins)."""
+
+    path: str
+    heading: str
+    start_line: int
+    end_line: int
+
+    @property
+    def label(self) -> str:
+        """`path#heading (lines a-b)`: how the copy is cited."""
+        return passage_label(self.path, self.heading, self.start_line, self.end_line)
+
+
+@dataclass(frozen=True)
 class Hit:
     """A scored passage returned by search."""
 
@@ -80,6 +95,8 @@ class Hit:
     chunk_ids: tuple[str, ...] = ()
     explain: HitExplain = field(default_factory=HitExplain)
     stale: bool = False
+    # The same text elsewhere, ranked lower and folded into this hit.
+    copies: tuple[Copy, ...] = ()
 
     @property
     def label(self) -> str:

@@ -35,6 +35,8 @@ class Outcome:
     paths: tuple[str, ...]
     texts: tuple[str, ...]
     abstained: bool
+    # Per rank, the other files holding that passage word for word (see `fold_copies`).
+    copies: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass
@@ -115,11 +117,21 @@ def read_questions(path: Path) -> list[Question]:
     return out
 
 
-def rank_of(question: Question, paths: Sequence[str], depth: int = 10) -> int | None:
-    """1-based rank of the first relevant path within `depth`, else None."""
+def rank_of(
+    question: Question,
+    paths: Sequence[str],
+    depth: int = 10,
+    copies: Sequence[Sequence[str]] = (),
+) -> int | None:
+    """1-based rank of the first relevant path within `depth`, else None.
+
+    `copies[i]` are other files whose identical passage was folded into rank i + 1: the
+    reader got that text, so a relevant copy counts at that rank.
+    """
     relevant = set(question.relevant)
     for rank, path in enumerate(paths[:depth], start=1):
-        if path in relevant:
+        also = copies[rank - 1] if rank <= len(copies) else ()
+        if path in relevant or relevant.intersection(also):
             return rank
     return None
 
@@ -149,7 +161,9 @@ def evaluate(
             report.by_kind.setdefault(question.kind, Metrics()),
             report.by_corpus.setdefault(question.corpus, Metrics()),
         ]
-        rank = None if question.negative else rank_of(question, outcome.paths)
+        rank = (
+            None if question.negative else rank_of(question, outcome.paths, copies=outcome.copies)
+        )
         evidence = not question.negative and has_evidence(question, outcome.texts[:5])
         for metrics in buckets:
             metrics.n += 1

@@ -55,6 +55,7 @@ class KnowledgeBase:
         self._retriever: Retriever | None = None
         self._index_models: dict[str, Embedder] = {}
         self._selection: Selection | None = None
+        self._cited_selection: Selection | None = None
 
     @classmethod
     def open(
@@ -130,6 +131,21 @@ class KnowledgeBase:
             s.root, agent_files=s.agent_files, scope=s.scope, include=s.include, exclude=s.exclude
         )
         return self._selection
+
+    def _preferred_paths(self) -> frozenset[str]:
+        """Where a passage found word for word in several files is cited from.
+
+        In the workspace scope, the files the cited scope selects: the specialist's own
+        sources, not a plugin's copy of them. None in the cited scope (every file is one).
+        """
+        s = self.settings
+        if s.scope != "workspace":
+            return frozenset()
+        if self._cited_selection is None or not self._cited_selection.still_current():
+            self._cited_selection = select_files(
+                s.root, agent_files=s.agent_files, include=s.include, exclude=s.exclude
+            )
+        return frozenset(self._cited_selection.files)
 
     # -- corpus ------------------------------------------------------------------------------
 
@@ -292,7 +308,9 @@ class KnowledgeBase:
         if count < 1:
             raise UsageError(f"k must be at least 1 (got {count})")
         stale, snapshot = self._stale_after(refresh) if check_fresh else (set(), None)
-        result = self._retrieval().search(text, min(count, MAX_K), snapshot=snapshot)
+        result = self._retrieval().search(
+            text, min(count, MAX_K), snapshot=snapshot, preferred=self._preferred_paths()
+        )
         if not stale:
             return result
         hits = tuple(replace(h, stale=True) if h.path in stale else h for h in result.hits)
@@ -430,6 +448,7 @@ class KnowledgeBase:
             result = self._search(question.question, 10, check_fresh=False)
             return Outcome(
                 paths=tuple(h.path for h in result.hits),
+                copies=tuple(tuple(c.path for c in h.copies) for h in result.hits),
                 texts=tuple(h.text for h in result.hits),
                 abstained=self._off_topic(result),
             )

@@ -102,6 +102,8 @@ def search_command(
     else:
         for n, hit in enumerate(hits, start=1):
             typer.echo(f"{n:>2}. {hit.label}  score {hit.score:.4f}")
+            if hit.copies:
+                typer.echo(f"    same text in: {'; '.join(c.label for c in hit.copies)}")
             if explain:
                 e = hit.explain
                 sim = f"{e.dense_similarity:.3f}" if e.dense_similarity is not None else "-"

@@ -33,7 +33,8 @@ REST API"; `k` is how many passages to return (1-100; default {k}).
 
 Returns {{"query", "hits": [{{"path", "heading", "start_line", "end_line", "score", "text",
 "label", ...}}]}}. `path` is relative to the workspace root and can be passed to
-`get_document`; cite a hit by its `label` (path#heading (lines a-b)).
+`get_document`; cite a hit by its `label` (path#heading (lines a-b)). `copies` lists other
+files holding the same passage word for word (folded into this hit).
 """
 
 ASK = """\

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from bekb.domain import Chunk, Hit, HitExplain
+from bekb.domain import Chunk, Copy, Hit, HitExplain
 from bekb.embedding import Embedder, Vectors
 from bekb.errors import IndexNotBuiltError
 from bekb.indexing.indexer import bm25_folder
@@ -113,9 +113,19 @@ class Retriever:
         return vectors[:1]
 
     def search(
-        self, query: str, k: int, *, snapshot: Snapshot | None = None, retry: bool = True
+        self,
+        query: str,
+        k: int,
+        *,
+        snapshot: Snapshot | None = None,
+        retry: bool = True,
+        preferred: Collection[str] = (),
     ) -> SearchResult:
-        """The `k` best passages for `query`, from `snapshot` (by default the current one)."""
+        """The `k` best passages for `query`, from `snapshot` (by default the current one).
+
+        A passage found word for word in several files is one hit, cited from a file in
+        `preferred` when one of them is (see `fold_copies`).
+        """
         snap = snapshot or self.snapshot()
         key = snap.meta.collection
         vector = self.embed_query(query, snap.meta)
@@ -124,7 +134,7 @@ class Retriever:
         ]
         if not dense and snap.live and retry and self.store.active() != snap.meta:
             # A rebuild switched the index between reading the pointer and querying it.
-            return self.search(query, k, retry=False)
+            return self.search(query, k, retry=False, preferred=preferred)
         lexical = [
             (cid, s) for cid, s in snap.keywords.search(query, CANDIDATES) if cid in snap.live
         ]
@@ -152,7 +162,7 @@ class Retriever:
                 fused=entry.score,
             )
             hits.append((chunk, explain))
-        merged = merge_neighbours(hits)[:wanted]
+        merged = fold_copies(merge_neighbours(hits), preferred)[:wanted]
         if self._reranker_factory is not None:
             if self._reranker is None:
                 self._reranker = self._reranker_factory()
@@ -246,6 +256,30 @@ def merge_neighbours(hits: Sequence[tuple[Chunk, HitExplain]]) -> list[Hit]:
             end_line=group[-1].end_line,
             chunk_ids=tuple(c.id for c in group),
         )
+    return out
+
+
+def fold_copies(hits: Sequence[Hit], preferred: Collection[str] = ()) -> list[Hit]:
+    """Hits best first, each text once (whitespace aside): a file copied between plugins
+    takes one place in the ranking, not two.
+
+    A later hit with the same text becomes a copy of the first. The hit keeps the better
+    rank and score, and is cited from a copy in `preferred` when the first is not.
+    """
+    out: list[Hit] = []
+    first: dict[str, int] = {}  # collapsed text → index in `out`
+    for hit in hits:
+        key = " ".join(hit.text.split())
+        index = first.get(key)
+        if index is None:
+            first[key] = len(out)
+            out.append(hit)
+            continue
+        kept = out[index]
+        if hit.path in preferred and kept.path not in preferred:
+            kept, hit = replace(hit, score=kept.score, explain=kept.explain), kept
+        copy = Copy(hit.path, hit.heading, hit.start_line, hit.end_line)
+        out[index] = replace(kept, copies=(*kept.copies, *hit.copies, copy))
     return out
 
 
