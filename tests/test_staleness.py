@@ -65,15 +65,21 @@ def test_a_touched_but_identical_file_is_not_stale(kb, tiny_root):
     assert kb.stale() == ()
 
 
-def test_the_check_reads_only_files_whose_size_or_mtime_moved(kb, tiny_root, monkeypatch):
-    read: list[str] = []
+@pytest.fixture
+def read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths the staleness check reads from disk, in order."""
+    paths: list[str] = []
     real = state.read_source
 
     def counting(root: Path, path: str) -> object:
-        read.append(path)
+        paths.append(path)
         return real(root, path)
 
     monkeypatch.setattr(state, "read_source", counting)
+    return paths
+
+
+def test_the_check_reads_only_files_whose_size_or_mtime_moved(kb, tiny_root, read):
     assert kb.stale() == ()
     assert read == []
 
@@ -81,6 +87,24 @@ def test_the_check_reads_only_files_whose_size_or_mtime_moved(kb, tiny_root, mon
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
     assert kb.stale() == ()
     assert read == [SAGAS]
+
+
+def test_a_touched_file_found_unchanged_is_not_read_again_until_it_changes(kb, tiny_root, read):
+    # A checkout or copy gives every file a new mtime and the same content. Hashing all of
+    # them on every search would double a workspace search's time until the next index.
+    for path in (tiny_root / CACHING, tiny_root / SAGAS):
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+    kb.search("cache stampede")
+    assert sorted(read) == [CACHING, SAGAS]
+    read.clear()
+    hits = kb.search("cache stampede")
+    assert hits and not any(h.stale for h in hits)
+    assert kb.stale() == ()
+    assert read == []
+
+    append(tiny_root / CACHING, ZEBRA)
+    assert kb.stale() == (FileStatus(CACHING, "changed", sha256(tiny_root / CACHING)),)
+    assert read == [CACHING]
 
 
 def test_status_reads_the_file_registry_once(kb, tiny_root, monkeypatch):

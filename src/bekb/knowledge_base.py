@@ -19,9 +19,10 @@ from bekb.domain import (
     IndexStatus,
     Progress,
     Source,
+    SourceFile,
 )
 from bekb.errors import EmbeddingError, IndexNotBuiltError, UsageError
-from bekb.indexing.state import plan
+from bekb.indexing.state import Plan, plan
 from bekb.settings import Settings
 
 if TYPE_CHECKING:
@@ -56,6 +57,10 @@ class KnowledgeBase:
         self._index_models: dict[str, Embedder] = {}
         self._selection: Selection | None = None
         self._cited_selection: Selection | None = None
+        # Files a staleness check hashed because their stat no longer matched the index, and
+        # found unchanged (a checkout or copy that touched them): trusted by stat from then
+        # on, so a search does not hash the whole corpus again until the next `index()`.
+        self._restat: dict[str, SourceFile] = {}
 
     @classmethod
     def open(
@@ -334,7 +339,7 @@ class KnowledgeBase:
             if refresh or self.settings.auto_refresh:
                 self.index()
             return set(), None
-        todo = plan(self.settings.root, self.selection().files, snapshot.records, trust_stat=True)
+        todo = self._plan_against(snapshot.records)
         stale = {f.source.path for f in todo.work} | set(todo.deleted)
         if stale and (refresh or self.settings.auto_refresh):
             self.index()
@@ -463,9 +468,22 @@ class KnowledgeBase:
         meta = self._active_or_none()
         return self._compare(self.store.files(meta.collection) if meta else {})
 
+    def _plan_against(self, records: dict[str, FileRecord]) -> Plan:
+        """The selected files compared with `records`, trusting size and mtime where they
+        match the record, or what an earlier comparison found the file's content to be."""
+        seen = {
+            path: replace(records[path], size=source.size, mtime_ns=source.mtime_ns)
+            for path, source in self._restat.items()
+            if path in records and records[path].sha256 == source.sha256
+        }
+        selection = self.selection()
+        todo = plan(selection.root, selection.files, {**records, **seen}, trust_stat=True)
+        self._restat.update((source.path, source) for source in todo.restat)
+        return todo
+
     def _compare(self, records: dict[str, FileRecord]) -> CorpusStatus:
         selection = self.selection()
-        todo = plan(selection.root, selection.files, records, trust_stat=True)
+        todo = self._plan_against(records)
         files = [FileStatus(f.source.path, "new", f.source.sha256) for f in todo.new]
         files += [FileStatus(f.source.path, "changed", f.source.sha256) for f in todo.changed]
         files += [FileStatus(p, "indexed", records[p].sha256) for p in todo.unchanged]
