@@ -54,6 +54,15 @@ def test_a_preferred_copy_is_cited_in_place_of_the_first_at_the_first_ones_rank(
     assert [c.path for c in hits[0].copies] == ["plugin/a.md"]
 
 
+def test_copies_are_listed_in_ranking_order_when_a_preferred_one_takes_the_place():
+    hits = fold_copies(
+        [hit("p/a.md", "same", 0.9), hit("q/a.md", "same", 0.8), hit("cited/a.md", "same", 0.7)],
+        preferred={"cited/a.md"},
+    )
+    assert hits[0].path == "cited/a.md"
+    assert [c.path for c in hits[0].copies] == ["p/a.md", "q/a.md"]
+
+
 def test_copies_of_a_preferred_hit_never_displace_it():
     hits = fold_copies(
         [

@@ -279,7 +279,7 @@ def fold_copies(hits: Sequence[Hit], preferred: Collection[str] = ()) -> list[Hi
         if hit.path in preferred and kept.path not in preferred:
             kept, hit = replace(hit, score=kept.score, explain=kept.explain), kept
         copy = Copy(hit.path, hit.heading, hit.start_line, hit.end_line)
-        out[index] = replace(kept, copies=(*kept.copies, *hit.copies, copy))
+        out[index] = replace(kept, copies=(*kept.copies, copy, *hit.copies))
     return out
 
 
