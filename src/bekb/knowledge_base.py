@@ -56,7 +56,6 @@ class KnowledgeBase:
         self._retriever: Retriever | None = None
         self._index_models: dict[str, Embedder] = {}
         self._selection: Selection | None = None
-        self._cited_selection: Selection | None = None
         # Files a staleness check hashed because their stat no longer matched the index, and
         # found unchanged (a checkout or copy that touched them): trusted by stat from then
         # on, so a search does not hash the whole corpus again until the next `index()`.
@@ -136,21 +135,6 @@ class KnowledgeBase:
             s.root, agent_files=s.agent_files, scope=s.scope, include=s.include, exclude=s.exclude
         )
         return self._selection
-
-    def _preferred_paths(self) -> frozenset[str]:
-        """Where a passage found word for word in several files is cited from.
-
-        In the workspace scope, the files the cited scope selects: the specialist's own
-        sources, not a plugin's copy of them. None in the cited scope (every file is one).
-        """
-        s = self.settings
-        if s.scope != "workspace":
-            return frozenset()
-        if self._cited_selection is None or not self._cited_selection.still_current():
-            self._cited_selection = select_files(
-                s.root, agent_files=s.agent_files, include=s.include, exclude=s.exclude
-            )
-        return frozenset(self._cited_selection.files)
 
     # -- corpus ------------------------------------------------------------------------------
 
@@ -313,8 +297,10 @@ class KnowledgeBase:
         if count < 1:
             raise UsageError(f"k must be at least 1 (got {count})")
         stale, snapshot = self._stale_after(refresh) if check_fresh else (set(), None)
+        # A passage copied between plugins is cited from the specialist's own file.
+        preferred = self.selection().cited
         result = self._retrieval().search(
-            text, min(count, MAX_K), snapshot=snapshot, preferred=self._preferred_paths()
+            text, min(count, MAX_K), snapshot=snapshot, preferred=preferred
         )
         if not stale:
             return result

@@ -81,6 +81,19 @@ def test_workspace_scope_adds_every_skill_folder_and_agent_file(tiny_root: Path)
     )
 
 
+def test_a_selection_knows_which_of_its_files_the_agent_files_cite(tiny_root: Path) -> None:
+    workspace = select_files(tiny_root, agent_files=[TINY_AGENT], scope="workspace")
+    globbed = select_files(
+        tiny_root,
+        agent_files=[TINY_AGENT],
+        include=["alpha/skills/unrelated/**/*.md"],
+        exclude=["beta/src/*"],
+    )
+
+    assert workspace.cited == frozenset(TINY_CITED)
+    assert globbed.cited == frozenset(TINY_CITED[:4])
+
+
 def test_hidden_and_unindexable_files_in_a_skill_folder_are_skipped(tiny_root: Path) -> None:
     folder = tiny_root / "alpha" / "skills" / "sagas"
     (folder / "diagram.png").write_bytes(b"\x89PNG")

@@ -38,6 +38,9 @@ class Selection:
     unresolved: tuple[str, ...]
     refused: tuple[SkippedFile, ...]
     agent_files: tuple[str, ...]
+    # The files the agent files cite, with their skill folders: the specialist's own sources
+    # (all of `files` but glob matches in the cited scope; a part of them in the workspace).
+    cited: frozenset[str] = frozenset()
     # mtime of each agent file and of every folder whose listing decided the file set; None
     # when the set came from include globs (too many folders to track: never reused).
     stamps: tuple[tuple[str, int], ...] | None = field(default=None, compare=False, repr=False)
@@ -142,6 +145,7 @@ def select_files(
             if spaced and _names_a_file(root / cited):
                 _add_citation(root, cited, chosen, unresolved, refuse, stamps)
 
+    from_citations = set(chosen)
     if scope == "workspace":
         for rel in _walk(root, root, refuse, stamps):
             if _is_workspace_file(rel):
@@ -167,6 +171,7 @@ def select_files(
         unresolved=tuple(unresolved),
         refused=tuple(refused[k] for k in sorted(refused)),
         agent_files=agents,
+        cited=frozenset(from_citations.intersection(files)),
         stamps=None if includes else stamps.frozen(),
     )
 
