@@ -119,8 +119,8 @@ class Settings(BaseSettings):
         description="How dense and BM25 candidates are combined: `convex` (each candidate "
         "scored by both retrievers, dense similarity scaled from cosine 0 and BM25 min-max, "
         "dense weighted 0.6 and BM25 0.4) or `rrf` (reciprocal rank fusion of the two "
-        "rankings). On the dev questions convex ranks better: workspace MRR@10 0.757 → "
-        "0.810, cited-set hit@5 0.96 → 0.98 and evidence@5 0.85 → 0.92; see "
+        "rankings). On the dev questions convex ranks better: workspace MRR@10 0.767 → "
+        "0.832, cited-set hit@5 0.96 → 0.98 and evidence@5 0.88 → 0.92; see "
         "docs/benchmarks.md.",
     )
     rerank_model: str | None = Field(
