@@ -296,11 +296,11 @@ class KnowledgeBase:
         count = self.settings.k if k is None else k
         if count < 1:
             raise UsageError(f"k must be at least 1 (got {count})")
-        stale, snapshot = self._stale_after(refresh) if check_fresh else (set(), None)
+        selection = self.selection()  # walked once: a glob-made selection is never reused
+        stale, snapshot = self._stale_after(refresh, selection) if check_fresh else (set(), None)
         # A passage copied between plugins is cited from the specialist's own file.
-        preferred = self.selection().cited
         result = self._retrieval().search(
-            text, min(count, MAX_K), snapshot=snapshot, preferred=preferred
+            text, min(count, MAX_K), snapshot=snapshot, preferred=selection.cited
         )
         if not stale:
             return result
@@ -315,7 +315,7 @@ class KnowledgeBase:
         """
         return self.corpus_status().stale
 
-    def _stale_after(self, refresh: bool) -> tuple[set[str], Snapshot | None]:
+    def _stale_after(self, refresh: bool, selection: Selection) -> tuple[set[str], Snapshot | None]:
         """Files changed since the index was built (none after a refresh), and the index
         generation they were compared with, for the search to read: the stale marks then
         describe the very hits returned, and the registry is read from Chroma once."""
@@ -325,7 +325,7 @@ class KnowledgeBase:
             if refresh or self.settings.auto_refresh:
                 self.index()
             return set(), None
-        todo = self._plan_against(snapshot.records)
+        todo = self._plan_against(snapshot.records, selection)
         stale = {f.source.path for f in todo.work} | set(todo.deleted)
         if stale and (refresh or self.settings.auto_refresh):
             self.index()
@@ -454,7 +454,7 @@ class KnowledgeBase:
         meta = self._active_or_none()
         return self._compare(self.store.files(meta.collection) if meta else {})
 
-    def _plan_against(self, records: dict[str, FileRecord]) -> Plan:
+    def _plan_against(self, records: dict[str, FileRecord], selection: Selection) -> Plan:
         """The selected files compared with `records`, trusting size and mtime where they
         match the record, or what an earlier comparison found the file's content to be."""
         seen = {
@@ -462,14 +462,13 @@ class KnowledgeBase:
             for path, source in self._restat.items()
             if path in records and records[path].sha256 == source.sha256
         }
-        selection = self.selection()
         todo = plan(selection.root, selection.files, {**records, **seen}, trust_stat=True)
         self._restat.update((source.path, source) for source in todo.restat)
         return todo
 
     def _compare(self, records: dict[str, FileRecord]) -> CorpusStatus:
         selection = self.selection()
-        todo = self._plan_against(records)
+        todo = self._plan_against(records, selection)
         files = [FileStatus(f.source.path, "new", f.source.sha256) for f in todo.new]
         files += [FileStatus(f.source.path, "changed", f.source.sha256) for f in todo.changed]
         files += [FileStatus(p, "indexed", records[p].sha256) for p in todo.unchanged]
