@@ -138,7 +138,7 @@ def test_similarities_leave_out_a_chunk_whose_vector_chroma_cannot_find(store, m
 
     chunks = [chunk(0), chunk(1), chunk(2)]
     store.put_chunks("fp1", chunks, np.vstack([unit(1, 0, 0), unit(1, 1, 0), unit(0, 0, 1)]), 1.0)
-    real = store._vectors
+    real = store.vectors
 
     def without_a_md_1(key, ids):
         if "a.md#1" in ids:
@@ -148,7 +148,7 @@ def test_similarities_leave_out_a_chunk_whose_vector_chroma_cannot_find(store, m
                 raise StoreError("Chroma failed to read vectors") from exc
         return real(key, ids)
 
-    monkeypatch.setattr(store, "_vectors", without_a_md_1)
+    monkeypatch.setattr(store, "vectors", without_a_md_1)
     query = unit(1, 0, 0)[None, :]
     assert store.similarities("fp1", query, ["a.md#0", "a.md#1", "a.md#2"]) == {
         "a.md#0": pytest.approx(1.0),
@@ -158,7 +158,7 @@ def test_similarities_leave_out_a_chunk_whose_vector_chroma_cannot_find(store, m
     def down(key, ids):
         raise StoreError("cannot reach the Chroma server") from ConnectionError("refused")
 
-    monkeypatch.setattr(store, "_vectors", down)
+    monkeypatch.setattr(store, "vectors", down)
     with pytest.raises(StoreError, match="cannot reach"):
         store.similarities("fp1", query, ["a.md#0"])
 
@@ -281,9 +281,15 @@ def located(hits) -> list[list[object]]:
     return [[h.path, h.start_line, h.end_line] for h in hits]
 
 
-def server_kb(tiny_root: Path, index_dir: Path, url: str, embedder=None) -> KnowledgeBase:
+def server_kb(
+    tiny_root: Path, index_dir: Path, url: str, embedder=None, *, adapt: bool = True
+) -> KnowledgeBase:
     settings = Settings.load(
-        root=tiny_root, index_dir=index_dir, agent_files=(TINY_AGENT,), chroma_url=url
+        root=tiny_root,
+        index_dir=index_dir,
+        agent_files=(TINY_AGENT,),
+        chroma_url=url,
+        query_adapter=adapt,
     )
     return KnowledgeBase.open(settings, embedder=embedder or HashingEmbedder())
 
@@ -312,7 +318,8 @@ def test_another_process_without_local_state_searches_what_this_one_indexed(
 
 def test_server_index_updates_only_the_edited_file(chroma_url, tiny_root, tmp_path):
     embedder = HashingEmbedder()
-    kb = server_kb(tiny_root, tmp_path / "index", chroma_url, embedder)
+    # Chunk embeddings only: the query adapter's pseudo-queries would add model calls.
+    kb = server_kb(tiny_root, tmp_path / "index", chroma_url, embedder, adapt=False)
     kb.index()
     before, _ = store_state(kb)
     path = tiny_root / "beta/docs/auth.md"

@@ -204,6 +204,7 @@ class IndexStatus:
     size_bytes: int
     stale: tuple[FileStatus, ...] = ()
     query_backend: str = ""
+    query_adapter: bool = False  # searches go through an adapter fitted to this corpus
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ class Source:
 class Progress:
     """A step of long work, for progress bars: `done` of `total` in `stage`."""
 
-    stage: Literal["scan", "chunk", "embed", "write", "finish"]
+    stage: Literal["scan", "chunk", "embed", "write", "adapt", "finish"]
     done: int
     total: int
     detail: str = ""

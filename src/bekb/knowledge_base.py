@@ -118,6 +118,7 @@ class KnowledgeBase:
                 self._query_embedder,
                 partial(Reranker, model) if model else None,
                 self.settings.fusion,
+                adapt=self.settings.query_adapter,
             )
         return self._retriever
 
@@ -184,6 +185,7 @@ class KnowledgeBase:
                 embedder=lambda texts: self._index_embedder(spec, texts),
                 cache=cache,
                 on_progress=on_progress,
+                adapt=self.settings.query_adapter,
             )
             try:
                 report = indexer.run(selection, full=full)
@@ -482,6 +484,8 @@ class KnowledgeBase:
 
     def status(self) -> IndexStatus:
         """The index at a glance: what built it, how big it is, what is stale."""
+        from bekb.retrieval.adapter import stored_adapter
+
         meta = self._active_or_none()
         records = self.store.files(meta.collection) if meta else {}
         stale = self._compare(records).stale
@@ -503,6 +507,9 @@ class KnowledgeBase:
             size_bytes=_folder_size(self.settings.index_dir),
             stale=stale,
             query_backend=backend if meta else "",
+            query_adapter=bool(
+                meta and self.settings.query_adapter and stored_adapter(self.store, meta)
+            ),
         )
 
     def sources(self) -> list[Source]:

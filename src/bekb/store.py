@@ -13,6 +13,7 @@ it (in any process) finish.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
@@ -21,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -235,6 +236,57 @@ class ChromaStore:
             missing=None,
         )
         self._purge_retired()
+
+    # -- query adapters ---------------------------------------------------------------------
+    # Kept in the store, not beside the index: every reader of a shared Chroma server must
+    # search with the adapter the writer fitted.
+
+    def put_adapter(self, key: str, generation: int, data: bytes) -> None:
+        """Store the query adapter of one generation of index `key` (before committing it)."""
+        self._meta_op(
+            "write the query adapter",
+            lambda c: c.upsert(
+                ids=[_adapter_id(key, generation)],
+                embeddings=[_UNIT],
+                # In metadata, not as the document: Chroma full-text indexes documents, which
+                # made writing or deleting one adapter take a second.
+                metadatas=[
+                    {
+                        "kind": "adapter",
+                        "key": key,
+                        "generation": generation,
+                        "data": base64.b64encode(data).decode("ascii"),
+                    }
+                ],
+                documents=["adapter"],
+            ),
+        )
+
+    def adapter(self, key: str, generation: int) -> bytes | None:
+        """The stored query adapter of one generation, or None when it has none."""
+        got = self._use(
+            f"{self.prefix}-meta",
+            "read the query adapter",
+            lambda c: c.get(ids=[_adapter_id(key, generation)], include=["metadatas"]),
+            create=False,
+            missing=None,
+        )
+        if not got or not got["ids"]:
+            return None
+        try:
+            return base64.b64decode(str(got["metadatas"][0]["data"]), validate=True)
+        except (KeyError, ValueError):
+            return None  # damaged: as good as none, and the next `bekb index` refits it
+
+    def keep_adapters(self, keep: Collection[tuple[str, int]]) -> None:
+        """Delete every stored query adapter but those of the (key, generation) pairs given."""
+        wanted = {_adapter_id(key, generation) for key, generation in keep}
+        got = self._meta_op(
+            "list the query adapters", lambda c: c.get(where={"kind": "adapter"}, include=[])
+        )
+        stale = [i for i in (got["ids"] if got else []) if i not in wanted]
+        if stale:
+            self._meta_op("delete old query adapters", lambda c: c.delete(ids=stale))
 
     # -- the writer lease (server mode) -----------------------------------------------------
 
@@ -549,7 +601,7 @@ class ChromaStore:
         import numpy as np
 
         try:
-            stored = self._vectors(key, ids)
+            stored = self.vectors(key, ids)
         except StoreError as exc:
             if not _is_missing_record(exc.__cause__):
                 raise
@@ -557,7 +609,7 @@ class ChromaStore:
             stored = {}
             for one in ids:
                 try:
-                    stored.update(self._vectors(key, [one]))
+                    stored.update(self.vectors(key, [one]))
                 except StoreError as again:
                     if not _is_missing_record(again.__cause__):
                         raise
@@ -569,7 +621,8 @@ class ChromaStore:
         sims = matrix @ query / np.where(norms > 0, norms, 1.0)
         return {i: float(sim) for i, sim in zip(stored, sims, strict=True)}
 
-    def _vectors(self, key: str, ids: Sequence[str]) -> dict[str, Any]:
+    def vectors(self, key: str, ids: Sequence[str]) -> dict[str, Any]:
+        """The stored vector of each chunk in `ids` (those Chroma has), by chunk id."""
         got = (
             self._read(self._chunks_name(key), "read vectors", ["embeddings"], ids) if ids else None
         )
@@ -579,6 +632,10 @@ class ChromaStore:
         with contextlib.suppress(Exception):
             return max(1, min(4000, int(self._client.get_max_batch_size())))
         return 1000
+
+
+def _adapter_id(key: str, generation: int) -> str:
+    return f"adapter:{key}:{generation}"
 
 
 def _get(collection: Any, **arguments: Any) -> Any:

@@ -117,6 +117,7 @@ def test_status_json(cited_index):
     assert data["store"] == "embedded"
     assert data["embed_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert data["query_backend"] == "onnx"
+    assert data["query_adapter"] is True  # 830 chunks: fitted at index time
     assert data["stale"] == []
 
 

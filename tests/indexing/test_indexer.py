@@ -19,7 +19,14 @@ TINY_FILES = [
 ]
 
 
-def test_first_index_embeds_every_chunk_of_the_cited_files(tiny_kb, hashing_embedder):
+def chunks_only(settings: Settings, embedder: HashingEmbedder) -> KnowledgeBase:
+    """A knowledge base that embeds chunks only: no query adapter, whose pseudo-queries would
+    add model calls (counted in tests/retrieval/test_adapter.py)."""
+    return KnowledgeBase.open(settings, embedder=embedder, query_adapter=False)
+
+
+def test_first_index_embeds_every_chunk_of_the_cited_files(tiny_settings, hashing_embedder):
+    tiny_kb = chunks_only(tiny_settings, hashing_embedder)
     report = tiny_kb.index()
     registry, _ = store_state(tiny_kb)
     assert sorted(registry) == TINY_FILES
@@ -43,7 +50,10 @@ def test_second_run_is_a_no_op(tiny_kb, hashing_embedder):
     assert not second.full_rebuild
 
 
-def test_editing_one_file_re_embeds_only_its_changed_chunks(tiny_kb, tiny_root, hashing_embedder):
+def test_editing_one_file_re_embeds_only_its_changed_chunks(
+    tiny_settings, tiny_root, hashing_embedder
+):
+    tiny_kb = chunks_only(tiny_settings, hashing_embedder)
     tiny_kb.index()
     before, _ = store_state(tiny_kb)
     path = tiny_root / "beta/docs/auth.md"
@@ -101,7 +111,7 @@ def test_a_different_model_rebuilds_from_scratch_and_never_mixes(tiny_settings, 
         dimensions = 32
 
     other = OtherModel()
-    kb = KnowledgeBase.open(tiny_settings, embedder=other)
+    kb = chunks_only(tiny_settings, other)
     report = kb.index()
 
     new = kb.store.active()

@@ -12,6 +12,7 @@ LABELS = {
     "chunk": "chunking",
     "embed": "embedding",
     "write": "writing",
+    "adapt": "fitting the query adapter",
     "finish": "done",
 }
 

@@ -14,9 +14,10 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from bekb.domain import Chunk, IndexReport, Progress
 from bekb.embedding import Embedder, EmbeddingCache, ModelSpec, text_key
 from bekb.errors import IndexStateError
 from bekb.indexing.state import LoadedFile, Plan, plan
+from bekb.retrieval.adapter import MAX_CHUNKS, QueryAdapter, fit, pseudo_queries, stored_adapter
 from bekb.retrieval.bm25 import KEYWORD_VERSION, KeywordIndex
 from bekb.store import ChromaStore, FileRecord, IndexMeta
 
@@ -68,10 +70,12 @@ class Indexer:
         embedder: Callable[[Sequence[str]], Embedder],
         cache: EmbeddingCache,
         on_progress: ProgressCallback | None = None,
+        adapt: bool = True,
     ) -> None:
         self.store = store
         self.index_dir = index_dir
         self.build = build
+        self.adapt = adapt
         self.counter = counter
         self._embedder_factory = embedder
         self._embedder: Embedder | None = None
@@ -114,16 +118,23 @@ class Indexer:
             and json.loads(active.unresolved) == list(selection.unresolved)
             and json.loads(active.agent_files) == list(selection.agent_files)
             and self._keywords_intact(key, active.generation, live)
+            and (not self._wants_adapter(live) or stored_adapter(self.store, active) is not None)
         )
         if not unchanged:  # a no-op run leaves the committed index exactly as it was
             generation = (active.generation if active else 0) + 1
-            self._save_keyword_index(key, generation, live)
+            dimensions = self._dimensions(all_chunks, vectors, active)
+            chunks = self._live_chunks(key, live)
+            self._save_keyword_index(key, generation, chunks)
+            if self._wants_adapter(live):
+                previous = None if rebuild or active is None else stored_adapter(self.store, active)
+                changes = len(all_chunks) + len(superseded)
+                self._save_adapter(key, generation, chunks, dimensions, previous, changes)
             meta = IndexMeta(
                 fingerprint=self.build.fingerprint,
                 collection=key,
                 embed_model=self.build.model.name,
                 model_fingerprint=self.build.model.fingerprint,
-                dimensions=self._dimensions(all_chunks, vectors, active),
+                dimensions=dimensions,
                 chunker_version=CHUNKER_VERSION,
                 chunk_tokens=self.build.chunk_tokens,
                 generation=generation,
@@ -186,15 +197,21 @@ class Indexer:
 
     def _embed(self, chunks: Sequence[Chunk]) -> tuple[dict[str, np.ndarray], int, int]:
         """Vectors by cache key for every chunk; returns (vectors, computed, from cache)."""
+        return self._embed_texts([c.embed_text for c in chunks], "embed")
+
+    def _embed_texts(
+        self, texts: Sequence[str], stage: Literal["embed", "adapt"]
+    ) -> tuple[dict[str, np.ndarray], int, int]:
+        """Vectors by cache key for every text; returns (vectors, computed, from cache)."""
         model_key = self.build.model.fingerprint
-        keys = {text_key(c.embed_text): c.embed_text for c in chunks}
+        keys = {text_key(text): text for text in texts}
         dims = self._known_dimensions(list(keys.values()))
         found = self.cache.get_many(model_key, list(keys), dims) if dims else {}
         # Longest first, so each call's texts are of one length (little padding) and the
         # progress bar's ETA errs long rather than short.
         missing = sorted((k for k in keys if k not in found), key=lambda k: -len(keys[k]))
         total = len(missing)
-        self.on_progress(Progress("embed", 0, total))
+        self.on_progress(Progress(stage, 0, total))
         if total:
             model = self._model([keys[k] for k in missing])
         for start in range(0, total, EMBED_BATCH):
@@ -203,7 +220,7 @@ class Indexer:
             computed = dict(zip(batch, vectors, strict=True))
             self.cache.put_many(model_key, computed)  # durable at once: a killed run resumes
             found.update(computed)
-            self.on_progress(Progress("embed", min(start + EMBED_BATCH, total), total))
+            self.on_progress(Progress(stage, min(start + EMBED_BATCH, total), total))
         return found, total, len(keys) - total
 
     def _write(
@@ -260,11 +277,14 @@ class Indexer:
         self.store.delete_files(key, paths)
         return {cid for p in paths for cid in records[p].chunk_ids}
 
-    def _save_keyword_index(self, key: str, generation: int, live: dict[str, FileRecord]) -> None:
+    def _live_chunks(self, key: str, live: dict[str, FileRecord]) -> list[Chunk]:
+        """The committed chunks, in registry order."""
         wanted = [cid for record in live.values() for cid in record.chunk_ids]
         chunks = {c.id: c for c in self.store.get_chunks(key, wanted)}
-        ids = [cid for cid in wanted if cid in chunks]
-        index = KeywordIndex.build(ids, [chunks[cid].embed_text for cid in ids])
+        return [chunks[cid] for cid in wanted if cid in chunks]
+
+    def _save_keyword_index(self, key: str, generation: int, chunks: Sequence[Chunk]) -> None:
+        index = KeywordIndex.build([c.id for c in chunks], [c.embed_text for c in chunks])
         folder = bm25_folder(self.index_dir, key, generation)
         tmp = folder.with_name(folder.name + ".tmp")
         try:
@@ -278,6 +298,42 @@ class Indexer:
                 f"cannot write the keyword index in {folder.parent}: {exc.strerror or exc} "
                 "(free some space, then run `bekb index` again; the previous index still serves)"
             ) from exc
+
+    def _save_adapter(
+        self,
+        key: str,
+        generation: int,
+        chunks: Sequence[Chunk],
+        dimensions: int,
+        previous: QueryAdapter | None,
+        changes: int,
+    ) -> None:
+        """Fit the query adapter to the committed chunks (see `bekb.retrieval.adapter`), or
+        carry the previous generation's forward when only a few chunks changed since it was
+        fitted."""
+        if previous is not None and not previous.stale_after(changes, len(chunks)):
+            adapter = replace(previous, changed=previous.changed + changes)
+        else:
+            adapter = QueryAdapter(self._fit_adapter(key, chunks, dimensions), len(chunks))
+        self.store.put_adapter(key, generation, adapter.to_bytes())
+
+    def _fit_adapter(self, key: str, chunks: Sequence[Chunk], dimensions: int) -> np.ndarray:
+        stored = self.store.vectors(key, [c.id for c in chunks]) if chunks else {}
+        # In file order: the same corpus gives the same pairs and the same fit.
+        kept = sorted((c for c in chunks if c.id in stored), key=lambda c: (c.path, c.ordinal))
+        pairs = pseudo_queries(kept)
+        if not pairs:
+            return np.eye(dimensions, dtype=np.float32)
+        found, _, _ = self._embed_texts([text for text, _ in pairs], "adapt")
+        return fit(
+            np.asarray([found[text_key(text)] for text, _ in pairs], dtype=np.float32),
+            np.asarray([position for _, position in pairs]),
+            np.asarray([stored[c.id] for c in kept], dtype=np.float32),
+        )
+
+    def _wants_adapter(self, live: dict[str, FileRecord]) -> bool:
+        """Whether this index gets a query adapter: on, and a corpus it helps (small enough)."""
+        return self.adapt and sum(len(r.chunk_ids) for r in live.values()) <= MAX_CHUNKS
 
     def _keywords_intact(self, key: str, generation: int, live: dict[str, FileRecord]) -> bool:
         """Whether the committed keyword index is whole and covers exactly the live chunks.
@@ -305,6 +361,9 @@ class Indexer:
         for folder in (self.index_dir / "bm25").glob("*"):
             if folder.name not in keep:
                 shutil.rmtree(folder, ignore_errors=True)
+        self.store.keep_adapters(
+            [(meta.collection, meta.generation - 1), (meta.collection, meta.generation)]
+        )
 
     def _known_dimensions(self, texts: Sequence[str]) -> int:
         if self._embedder is not None:

@@ -13,7 +13,7 @@ from typing import Any
 # np.load parses each .npy header with ast.literal_eval, and CPython 3.11's AST conversion
 # keeps a recursion counter that is not thread-safe: readers loading a new generation at once
 # fail with "SystemError: AST constructor recursion depth mismatch". One load at a time.
-_LOADING = threading.Lock()
+NPY_LOADING = threading.Lock()
 
 STOPWORDS = "english"
 CHECKSUMS = "bekb-checksums.json"
@@ -103,7 +103,7 @@ class KeywordIndex:
         vocabulary = set(json.loads((folder / "vocabulary.json").read_text()))
         if not chunk_ids:
             return cls(chunk_ids, bm25s.BM25(), vocabulary)
-        with _LOADING:
+        with NPY_LOADING:
             model = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
         return cls(chunk_ids, model, vocabulary)
 

@@ -13,6 +13,7 @@ from bekb.domain import Chunk, Copy, Hit, HitExplain
 from bekb.embedding import Embedder, Vectors
 from bekb.errors import IndexNotBuiltError
 from bekb.indexing.indexer import bm25_folder
+from bekb.retrieval.adapter import QueryAdapter, stored_adapter
 from bekb.retrieval.bm25 import KeywordIndex
 from bekb.retrieval.fusion import Fused, convex_fusion, reciprocal_rank_fusion
 from bekb.retrieval.rerank import RERANK_CANDIDATES, Reranker
@@ -35,6 +36,9 @@ CONVEX_WEIGHTS = {"dense": 0.6, "bm25": 0.4}
 # (docs/benchmarks.md, "Retrieval quality").
 CONVEX_FLOORS = {"dense": 0.0}
 Fusion = Literal["convex", "rrf"]
+# Abstention reads the model's own cosine (what its threshold was calibrated on) of the
+# nearest of this many adapted candidates.
+NEAREST = 10
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class Snapshot:
     records: dict[str, FileRecord]
     live: set[str]
     keywords: KeywordIndex
+    adapter: QueryAdapter | None  # None: the model's own query vectors
 
 
 class Retriever:
@@ -77,10 +82,13 @@ class Retriever:
         embedder: Callable[[IndexMeta], Embedder],
         reranker: Callable[[], Reranker] | None = None,
         fusion: Fusion = "convex",
+        *,
+        adapt: bool = True,
     ) -> None:
         self.store = store
         self.index_dir = index_dir
         self.fusion = fusion
+        self.adapt = adapt
         self._embedder_factory = embedder
         self._reranker_factory = reranker
         self._reranker: Reranker | None = None
@@ -97,7 +105,8 @@ class Retriever:
             return self._snapshot
         records = self.store.files(meta.collection)
         live = {cid for record in records.values() for cid in record.chunk_ids}
-        self._snapshot = Snapshot(meta, records, live, self._keywords(meta, records))
+        adapter = stored_adapter(self.store, meta) if self.adapt else None
+        self._snapshot = Snapshot(meta, records, live, self._keywords(meta, records), adapter)
         # A rebuild under another model or backend (int8 has its own fingerprint, not its
         # own model name) needs the query embedder of that model.
         if self._embedder is not None and self._embedder_for != meta.model_fingerprint:
@@ -128,7 +137,8 @@ class Retriever:
         """
         snap = snapshot or self.snapshot()
         key = snap.meta.collection
-        vector = self.embed_query(query, snap.meta)
+        own = self.embed_query(query, snap.meta)
+        vector = snap.adapter.apply(own) if snap.adapter else own
         dense = [
             (cid, sim) for cid, sim in self.store.query(key, vector, CANDIDATES) if cid in snap.live
         ]
@@ -167,7 +177,11 @@ class Retriever:
             if self._reranker is None:
                 self._reranker = self._reranker_factory()
             merged = self._reranker.rerank(query, merged)
-        best = max((sim for _, sim in dense), default=0.0)
+        if snap.adapter is None:
+            best = max((sim for _, sim in dense), default=0.0)
+        else:
+            nearest = [cid for cid, _ in dense[:NEAREST]]
+            best = max(self.store.similarities(key, own, nearest).values(), default=0.0)
         return SearchResult(tuple(merged[:k]), best, snap.keywords.coverage(query))
 
     def _convex(
