@@ -96,10 +96,7 @@ def measure(work: Path) -> dict[str, Any]:
     for backend in ("onnx", "torch"):
         index_dir = work / f"index-{backend}"
         wall, rss, _ = (
-            run(
-                [str(BEKB), "--root", str(root), "--index-dir", str(index_dir), "index", "--json"]
-                + (["--backend", backend] if False else []),
-            )
+            run([str(BEKB), "--root", str(root), "--index-dir", str(index_dir), "index", "--json"])
             if backend == "onnx"
             else run([sys.executable, "-c", REINDEX_CHILD, str(root), str(index_dir), backend])
         )

@@ -142,7 +142,7 @@ def status_command(
     adapter = (
         "fitted to this corpus" if status.query_adapter else "none (off, or over 5,000 chunks)"
     )
-    typer.echo(f"query adapter {adapter}")
+    typer.echo(f"adapter     query adapter {adapter}")
     typer.echo(f"last build  {status.last_build} ({status.last_build_seconds:.1f}s)")
     if status.stale:
         typer.echo(f"stale       {len(status.stale)} files changed since: run `bekb index`")
