@@ -20,7 +20,6 @@ from typing import Any
 
 from benchdocs import write_sections
 
-import bekb.indexing.indexer as indexer
 from bekb import KnowledgeBase, Settings
 from bekb.retrieval import adapter
 
@@ -45,11 +44,13 @@ CORPORA: dict[str, dict[str, Any]] = {
 
 
 def settings(work: Path, name: str, **extra: Any) -> Settings:
+    """Settings of the index of corpus `name` under `work`."""
     folder = work / name.replace(" ", "-").replace("'", "").replace("+", "plus")
     return Settings(root=CORPUS, index_dir=folder, lock_timeout=600, **CORPORA[name], **extra)
 
 
 def scores(kb: KnowledgeBase) -> dict[str, Any]:
+    """The dev-set metrics over all scored questions."""
     return dict(kb.evaluate(QUESTIONS).as_dict()["overall"])
 
 
@@ -63,7 +64,8 @@ def refit(work: Path, name: str) -> tuple[int, float]:
 
 
 def measure(work: Path, seeds: int) -> dict[str, Any]:
-    indexer.MAX_CHUNKS = 10**9  # fit every corpus, to see where the adapter helps
+    """Every corpus with and without its adapter, then the cited set's fit per seed."""
+    adapter.MAX_CHUNKS = 10**9  # fit every corpus, to see where the adapter helps
     corpora = {}
     for name in CORPORA:
         chunks, seconds = refit(work, name)
@@ -86,11 +88,13 @@ def measure(work: Path, seeds: int) -> dict[str, Any]:
 
 
 def row(label: str, overall: dict[str, Any]) -> str:
+    """One Markdown table row of the metrics."""
     cells = " | ".join(f"{overall[m]:.4f}" if overall[m] is not None else "" for m in METRICS)
     return f"| {label} | {cells} |"
 
 
 def table(result: dict[str, Any], command: str) -> str:
+    """The docs section for `result`."""
     header = "| hit@1 | hit@5 | MRR@10 | evidence@5 | abstain | false abstain |"
     lines = [
         f"## {SECTION}",
@@ -123,6 +127,7 @@ def table(result: dict[str, Any], command: str) -> str:
 
 
 def main() -> None:
+    """Measure, print, and write the section."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="folder for the indexes")
     parser.add_argument("--seeds", type=int, default=5)

@@ -622,7 +622,8 @@ class ChromaStore:
         return {i: float(sim) for i, sim in zip(stored, sims, strict=True)}
 
     def vectors(self, key: str, ids: Sequence[str]) -> dict[str, Any]:
-        """The stored vector of each chunk in `ids` (those Chroma has), by chunk id."""
+        """The stored vector of each chunk in `ids`, by chunk id. Chroma fails the whole read
+        when one of them has no vector (see `similarities`)."""
         got = (
             self._read(self._chunks_name(key), "read vectors", ["embeddings"], ids) if ids else None
         )

@@ -61,6 +61,21 @@ def test_pseudo_queries_are_each_chunks_heading_and_a_few_of_its_sentences():
     assert pseudo_queries(chunks) == pairs  # the same corpus always gives the same pairs
 
 
+def test_fenced_code_and_table_rows_are_never_pseudo_queries():
+    text = (
+        "| a table row | with enough words in it to pass for a sentence |\n"
+        "```python\n"
+        "def refill_the_cache_entry_for_this_key(key, loader, ttl, jitter): pass\n"
+        "```\n"
+        "~~~\n"
+        "retry the whole saga from the first step when the broker reconnects\n"
+        "~~~\n"
+    )
+    assert pseudo_queries([chunk(0, "Sagas > Retries and replays", text)]) == [
+        ("Retries and replays", 0)
+    ]
+
+
 def test_the_fit_learns_a_mapping_the_model_does_not_have():
     # Queries are their chunks' vectors plus loud noise along 4 fixed directions (what a
     # question says that its passage does not): the fit must learn to turn those down.
@@ -162,10 +177,14 @@ def test_a_small_change_carries_the_adapter_forward_and_a_larger_one_refits(
 
     assert second.generation == first.generation + 1
     assert np.array_equal(carried.matrix, fitted.matrix)
-    assert carried.changed > 0 and carried.fitted_chunks == fitted.fitted_chunks
+    # One chunk's text changed: one chunk added and one removed (ids are content digests).
+    assert (carried.changed, carried.fitted_chunks) == (2, fitted.fitted_chunks)
 
     sagas = tiny_root / "alpha/skills/sagas/SKILL.md"
-    sagas.write_text(sagas.read_text() + "\n## Timeouts\n\nEvery step gets its own deadline.\n")
+    sections = "".join(
+        f"\n## Rule {n}\n\nEvery step {n} gets its own deadline.\n" for n in range(4)
+    )
+    sagas.write_text(sagas.read_text() + sections)  # 4 new chunks: past 30% with the first 2
     tiny_kb.index()
     third = tiny_kb.store.active()
     refitted = stored_adapter(tiny_kb.store, third)
@@ -178,7 +197,7 @@ def test_a_small_change_carries_the_adapter_forward_and_a_larger_one_refits(
 
 
 def test_a_corpus_above_the_size_limit_gets_no_adapter_and_still_searches(tiny_kb, monkeypatch):
-    monkeypatch.setattr("bekb.indexing.indexer.MAX_CHUNKS", 5)  # the tiny corpus has 15
+    monkeypatch.setattr(adapter_module, "MAX_CHUNKS", 5)  # the tiny corpus has 15
 
     tiny_kb.index()
 
@@ -187,6 +206,25 @@ def test_a_corpus_above_the_size_limit_gets_no_adapter_and_still_searches(tiny_k
     assert tiny_kb.search("stampede protection lock coalescing", k=1)[0].heading == (
         "Caching > Stampede protection"
     )
+
+
+def test_an_adapter_a_killed_build_left_never_serves_a_later_generation(
+    tiny_kb, tiny_settings, hashing_embedder, tiny_root
+):
+    tiny_kb.index()
+    first = tiny_kb.store.active()
+    # A build killed after storing the next generation's adapter, before its commit.
+    tiny_kb.store.put_adapter(first.collection, first.generation + 1, b"left by a killed build")
+    auth = tiny_root / "beta/docs/auth.md"
+    auth.write_text(auth.read_text().replace("15 minutes", "5 minutes"))
+    kb = KnowledgeBase.open(tiny_settings, embedder=hashing_embedder, query_adapter=False)
+
+    kb.index()
+
+    second = kb.store.active()
+    assert second.generation == first.generation + 1
+    assert kb.store.adapter(second.collection, second.generation) is None
+    assert kb.status().query_adapter is False
 
 
 def test_with_the_adapter_off_nothing_is_fitted(tiny_settings, hashing_embedder):

@@ -139,10 +139,10 @@ def status_command(
         f"{status.query_backend}); chunker v{status.chunker_version}"
     )
     typer.echo(f"contents    {status.files} files, {status.chunks} chunks")
-    adapter = (
-        "fitted to this corpus" if status.query_adapter else "none (off, or over 5,000 chunks)"
+    adapter = "fitted to this corpus" if status.query_adapter else "none"
+    typer.echo(
+        f"adapter     query adapter {adapter} (see `query_adapter` in docs/configuration.md)"
     )
-    typer.echo(f"adapter     query adapter {adapter}")
     typer.echo(f"last build  {status.last_build} ({status.last_build_seconds:.1f}s)")
     if status.stale:
         typer.echo(f"stale       {len(status.stale)} files changed since: run `bekb index`")

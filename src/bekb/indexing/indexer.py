@@ -9,6 +9,7 @@ pointer only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -25,9 +26,10 @@ from bekb.chunking import CHUNKER_VERSION, TokenCounter, chunk_file
 from bekb.corpus.selection import Selection
 from bekb.domain import Chunk, IndexReport, Progress
 from bekb.embedding import Embedder, EmbeddingCache, ModelSpec, text_key
-from bekb.errors import IndexStateError
+from bekb.errors import IndexStateError, StoreError
 from bekb.indexing.state import LoadedFile, Plan, plan
-from bekb.retrieval.adapter import MAX_CHUNKS, QueryAdapter, fit, pseudo_queries, stored_adapter
+from bekb.retrieval import adapter as query_adapter
+from bekb.retrieval.adapter import QueryAdapter, fit, pseudo_queries, stored_adapter
 from bekb.retrieval.bm25 import KEYWORD_VERSION, KeywordIndex
 from bekb.store import ChromaStore, FileRecord, IndexMeta
 
@@ -127,8 +129,13 @@ class Indexer:
             self._save_keyword_index(key, generation, chunks)
             if self._wants_adapter(live):
                 previous = None if rebuild or active is None else stored_adapter(self.store, active)
-                changes = len(all_chunks) + len(superseded)
+                before = {cid for record in records.values() for cid in record.chunk_ids}
+                added = {c.id for c in all_chunks} - before  # ids are content digests
+                changes = len(added) + len(superseded)
                 self._save_adapter(key, generation, chunks, dimensions, previous, changes)
+            else:  # a killed build may have left one for this generation: it must not serve
+                serving = [(active.collection, active.generation)] if active else []
+                self.store.keep_adapters([*serving, (key, generation - 1)])
             meta = IndexMeta(
                 fingerprint=self.build.fingerprint,
                 collection=key,
@@ -333,7 +340,8 @@ class Indexer:
 
     def _wants_adapter(self, live: dict[str, FileRecord]) -> bool:
         """Whether this index gets a query adapter: on, and a corpus it helps (small enough)."""
-        return self.adapt and sum(len(r.chunk_ids) for r in live.values()) <= MAX_CHUNKS
+        chunks = sum(len(r.chunk_ids) for r in live.values())
+        return self.adapt and chunks <= query_adapter.MAX_CHUNKS
 
     def _keywords_intact(self, key: str, generation: int, live: dict[str, FileRecord]) -> bool:
         """Whether the committed keyword index is whole and covers exactly the live chunks.
@@ -361,9 +369,10 @@ class Indexer:
         for folder in (self.index_dir / "bm25").glob("*"):
             if folder.name not in keep:
                 shutil.rmtree(folder, ignore_errors=True)
-        self.store.keep_adapters(
-            [(meta.collection, meta.generation - 1), (meta.collection, meta.generation)]
-        )
+        with contextlib.suppress(StoreError):  # tidying, not work: the next commit retries
+            self.store.keep_adapters(
+                [(meta.collection, meta.generation - 1), (meta.collection, meta.generation)]
+            )
 
     def _known_dimensions(self, texts: Sequence[str]) -> int:
         if self._embedder is not None:

@@ -129,8 +129,8 @@ def fit(queries: np.ndarray, positives: np.ndarray, chunks: np.ndarray) -> np.nd
 class QueryAdapter:
     """The fitted map; `apply` turns a query vector into the one to search with.
 
-    `fitted_chunks` is how many chunks it was fitted to and `changed` how many were added or
-    removed since, which decides when an incremental build refits it.
+    `fitted_chunks` is how many chunks it was fitted to and `changed` how many chunks (by
+    content) were added or removed since, which decides when an incremental build refits it.
     """
 
     matrix: np.ndarray

@@ -46,7 +46,9 @@ class SearchResult:
     """Hits, best first, and the two signals abstention looks at."""
 
     hits: tuple[Hit, ...]
-    best_similarity: float  # cosine of the nearest chunk
+    # The model's own cosine of the nearest chunk (with a query adapter: of the best of the
+    # 10 nearest to the adapted query), what the abstention threshold was calibrated on.
+    best_similarity: float
     coverage: float  # share of the query's terms the corpus contains at all
 
     def off_topic(self, *, min_similarity: float, min_coverage: float) -> bool:
