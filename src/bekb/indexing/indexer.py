@@ -113,6 +113,7 @@ class Indexer:
         superseded |= self._forget(key, todo.deleted, records)
 
         live = self.store.files(key)
+        adapt = self._wants_adapter(live)
         unchanged = (
             active is not None
             and not rebuild
@@ -120,14 +121,14 @@ class Indexer:
             and json.loads(active.unresolved) == list(selection.unresolved)
             and json.loads(active.agent_files) == list(selection.agent_files)
             and self._keywords_intact(key, active.generation, live)
-            and (not self._wants_adapter(live) or stored_adapter(self.store, active) is not None)
+            and (not adapt or stored_adapter(self.store, active) is not None)
         )
         if not unchanged:  # a no-op run leaves the committed index exactly as it was
             generation = (active.generation if active else 0) + 1
             dimensions = self._dimensions(all_chunks, vectors, active)
             chunks = self._live_chunks(key, live)
             self._save_keyword_index(key, generation, chunks)
-            if self._wants_adapter(live):
+            if adapt:
                 previous = None if rebuild or active is None else stored_adapter(self.store, active)
                 before = {cid for record in records.values() for cid in record.chunk_ids}
                 added = {c.id for c in all_chunks} - before  # ids are content digests
@@ -325,7 +326,7 @@ class Indexer:
         self.store.put_adapter(key, generation, adapter.to_bytes())
 
     def _fit_adapter(self, key: str, chunks: Sequence[Chunk], dimensions: int) -> np.ndarray:
-        stored = self.store.vectors(key, [c.id for c in chunks]) if chunks else {}
+        stored = self.store.vectors(key, [c.id for c in chunks])
         # In file order: the same corpus gives the same pairs and the same fit.
         kept = sorted((c for c in chunks if c.id in stored), key=lambda c: (c.path, c.ordinal))
         pairs = pseudo_queries(kept)
