@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from benchdocs import write_sections
+from benchlib import write_sections
 
 REPO = Path(__file__).resolve().parents[1]
 # Children run from a snapshot of src/ and scripts/ (others may edit the tree meanwhile).
@@ -155,7 +155,7 @@ class Timers:
             ("OnnxEmbedder.__init__", "ONNX session load"),
             ("export_in_child", "ONNX export (child process: torch, export, check)"),
             ("quantize_onnx", "int8 quantisation"),
-            ("TokenizerCounter.for_model", "tokenizer load"),
+            ("ModelTokenizer.for_model", "tokenizer load"),
             ("EmbeddingCache.__init__", "embedding cache (sqlite)"),
             ("EmbeddingCache.get_many", "embedding cache (sqlite)"),
             ("EmbeddingCache.put_many", "embedding cache (sqlite)"),
@@ -314,7 +314,7 @@ def child_encode(payload: dict[str, Any]) -> dict[str, Any]:
         "encode_seconds": encoded - loaded,
         "process_seconds": encoded - started,
     }
-    from bekb.embedding import OnnxEmbedder
+    from bekb.embedding.onnx import OnnxEmbedder
 
     engines: dict[str, Callable[[list[str]], Any]] = {"st": st_encode}
     for name, folder, batch in payload.get("onnx", []):
@@ -370,7 +370,7 @@ def child_reindex(payload: dict[str, Any]) -> dict[str, Any]:
     timers.install()
     embedder = None
     if payload.get("onnx_folder"):
-        from bekb.embedding import OnnxEmbedder
+        from bekb.embedding.onnx import OnnxEmbedder
 
         embedder = OnnxEmbedder(Path(payload["onnx_folder"]))
     kb = KnowledgeBase.open(_settings(payload), embedder=embedder)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchdocs import write_sections
+from benchlib import write_sections
 
 from bekb import KnowledgeBase, Settings
 from bekb.retrieval import adapter

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchdocs import write_sections
+from benchlib import write_sections
 
 from bekb.corpus.selection import select_files
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from benchdocs import write_sections
+from benchlib import write_sections
 
 from bekb import KnowledgeBase, Settings
 

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchdocs import write_sections
+from benchlib import write_sections
 
 from bekb import BekbError, IndexReport, KnowledgeBase, Settings
 from bekb.corpus.selection import select_files

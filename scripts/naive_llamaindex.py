@@ -35,7 +35,7 @@ def embed_model() -> Any:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-    from bekb.embedding import resolve_model
+    from bekb.embedding.model import resolve_model
     from bekb.settings import DEFAULT_EMBED_MODEL
 
     path = resolve_model(DEFAULT_EMBED_MODEL).path

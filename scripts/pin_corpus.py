@@ -13,7 +13,7 @@ from pathlib import Path
 # Runs from a checkout too, before `pip install -e .`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bekb.corpus.manifest import build_lock, write_lock
+from bekb.corpus.manifest import build_lock, save_lock
 from bekb.errors import CorpusError
 
 DEFAULT_AGENT = "specialists/backend-specialist.md"
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         lock = build_lock(args.root, args.agents or [DEFAULT_AGENT])
-        write_lock(lock, args.out)
+        save_lock(lock, args.out)
     except CorpusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

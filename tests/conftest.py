@@ -6,13 +6,14 @@ import hashlib
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from anthropic_server import FakeAnthropic
 
 from bekb import KnowledgeBase, Settings
-from bekb.embedding import SentenceTransformerEmbedder, Vectors, resolve_model
+from bekb.embedding.model import SentenceTransformerEmbedder, Vectors, resolve_model
 from bekb.settings import DEFAULT_EMBED_MODEL
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -22,6 +23,20 @@ SHARED_CORPUS = SHARED / "corpus"
 DEV_QUESTIONS = SHARED / "eval" / "dev.jsonl"
 SPECIALIST = "specialists/backend-specialist.md"
 TINY_AGENT = "specialists/test-specialist.md"
+# An agent file as Claude Code plugins ship them: frontmatter, then the persona's body.
+FASTAPI = """\
+---
+name: api-fastapi-pro
+description: Build async APIs
+  with FastAPI.
+model: opus
+---
+
+You are a FastAPI expert.
+
+## Capabilities
+- Dependency injection
+"""
 
 
 class HashingEmbedder:
@@ -47,6 +62,22 @@ class HashingEmbedder:
                 out[row, slot] += 1.0
             out[row, 0] += 1e-3
         return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def deny_reading(monkeypatch: pytest.MonkeyPatch, target: Path) -> None:
+    """Make opening `target` fail with "permission denied" (tests run as root, for whom
+    chmod 000 changes nothing)."""
+    import os
+
+    real_open = os.open
+    denied = target.resolve()
+
+    def open_(path: Any, flags: int, *args: Any) -> int:
+        if Path(path) == denied:
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", open_)
 
 
 def store_state(kb: KnowledgeBase) -> tuple[dict[str, tuple[str, ...]], set[str]]:

@@ -6,13 +6,10 @@ import numpy as np
 import pytest
 
 from bekb import KnowledgeBase
-from bekb.embedding import (
-    EmbeddingCache,
-    OnnxEmbedder,
-    TokenizerCounter,
-    resolve_model,
-    text_key,
-)
+from bekb.embedding.cache import EmbeddingCache, text_key
+from bekb.embedding.model import resolve_model
+from bekb.embedding.onnx import OnnxEmbedder
+from bekb.embedding.tokenizer import ModelTokenizer
 from bekb.settings import DEFAULT_EMBED_MODEL
 
 
@@ -79,7 +76,7 @@ def test_a_corrupt_cache_file_is_replaced_not_fatal(tmp_path):
 
 @pytest.mark.parametrize("limit", [1, 5, 50])
 def test_token_split_pieces_join_back_and_fit(limit):
-    counter = TokenizerCounter.for_model(resolve_model(DEFAULT_EMBED_MODEL))
+    counter = ModelTokenizer.for_model(resolve_model(DEFAULT_EMBED_MODEL))
     text = "Sagas coordinate distributed transactions: compensate_each_step() in reverse. " * 20
     pieces = counter.split(text, limit)
     assert "".join(pieces) == text

@@ -9,12 +9,9 @@ import numpy as np
 import pytest
 
 from bekb import KnowledgeBase, Settings
-from bekb.embedding import (
-    OnnxEmbedder,
-    index_embedder,
-    index_model,
-    resolve_model,
-)
+from bekb.embedding.backends import index_embedder, index_model
+from bekb.embedding.model import resolve_model
+from bekb.embedding.onnx import OnnxEmbedder
 from bekb.settings import DEFAULT_EMBED_MODEL
 
 SAGA_QUERY = "compensating action for a failed saga step"
@@ -145,7 +142,7 @@ def test_an_int8_index_answers_queries_with_its_own_int8_model(switched):
     kb, meta = switched["int8_kb"], switched["int8_meta"]
     folder = switched["index_dir"] / "onnx" / meta.model_fingerprint
     assert "int8" in (folder / "meta.json").read_text()
-    assert isinstance(kb._query_embedder(meta), OnnxEmbedder)
+    assert isinstance(kb.models.for_queries(meta), OnnxEmbedder)
     assert switched["int8_hits"][0].path.startswith("alpha/skills/sagas/")
 
 
@@ -185,7 +182,9 @@ def test_the_default_backend_never_loads_torch_in_the_indexing_process(tiny_root
 
 
 def test_a_model_that_cannot_be_exported_is_reported_by_the_child_and_not_used(tmp_path):
-    from bekb.embedding import ModelSpec, ensure_export, export_in_child
+    from bekb.embedding.backends import ensure_export
+    from bekb.embedding.model import ModelSpec
+    from bekb.embedding.onnx import export_in_child
     from bekb.errors import EmbeddingError
 
     bogus = ModelSpec("not-a-model", tmp_path)  # an empty folder

@@ -6,7 +6,7 @@ import pytest
 from anthropic_server import Cite, text_block
 
 from bekb import AnswerError, KnowledgeBase, UsageError
-from bekb.answering.persona import load_persona, system_prompt
+from bekb.answering.persona import system_prompt
 
 SAGA = "alpha/skills/sagas/SKILL.md"
 
@@ -52,7 +52,7 @@ def test_with_a_key_claude_answers_from_the_passages_with_citations(indexed, ant
         (1, first.path, first.start_line, first.end_line)
     ]
     request = anthropic_server.requests[0].body
-    persona = load_persona(indexed.settings.root, "specialists/test-specialist.md")
+    persona = indexed.persona("specialists/test-specialist.md")
     assert request["system"] == system_prompt(persona)
     blocks = request["messages"][0]["content"]
     assert [b["type"] for b in blocks] == ["search_result"] * len(answer.hits) + ["text"]

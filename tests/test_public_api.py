@@ -25,11 +25,13 @@ def test_exported_names_are_pinned():
         "IndexStateError",
         "IndexStatus",
         "KnowledgeBase",
+        "Persona",
         "Progress",
         "Settings",
         "SkippedFile",
         "Source",
         "StoreError",
+        "SyncReport",
         "UsageError",
     ]
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import typer
+from cli_support import CliResult, invoke, model_app
 from conftest import TINY_AGENT, HashingEmbedder
 
 from bekb import KnowledgeBase, Settings
@@ -188,7 +188,7 @@ def test_ask_with_refresh_cites_nothing_stale(kb, tiny_root):
     assert kb.stale() == ()
 
 
-# -- the CLI, as a user runs it (real model, one subprocess per command) ------------------
+# -- the CLI, as a user runs it (real model, in process) -----------------------------------
 
 WARNING = (
     "warning: 1 file(s) changed since the last index; answers may quote old text "
@@ -196,45 +196,40 @@ WARNING = (
 )
 
 
-def bekb(root: Path, index_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "BEKB_AGENT_FILES": TINY_AGENT,
-        "BEKB_QUERY_BACKEND": "torch",  # no ONNX export: these tests are about staleness
-    }
-    command = [sys.executable, "-m", "bekb", "--root", str(root), "--index-dir", str(index_dir)]
-    return subprocess.run(
-        [*command, *args], capture_output=True, text=True, env=env, timeout=240, check=False
-    )
+def bekb(app: typer.Typer, root: Path, index_dir: Path, *args: str) -> CliResult:
+    command = ["--root", root, "--index-dir", index_dir, *args]
+    return invoke(app, command, env={"BEKB_AGENT_FILES": TINY_AGENT})
 
 
 def warnings(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("warning:")]
 
 
-@pytest.mark.timeout(600)
-def test_cli_warns_once_when_stale_and_refresh_brings_the_index_up_to_date(tiny_root, tmp_path):
+def test_cli_warns_once_when_stale_and_refresh_brings_the_index_up_to_date(
+    tiny_root, tmp_path, real_embedder
+):
+    app = model_app(real_embedder)
     index_dir = tmp_path / "index"
-    built = bekb(tiny_root, index_dir, "index", "--json")
-    assert built.returncode == 0, built.stderr
+    built = bekb(app, tiny_root, index_dir, "index", "--json")
+    assert built.code == 0, built.err
     append(tiny_root / CACHING, ZEBRA)
 
-    searched = bekb(tiny_root, index_dir, "search", "cache stampede", "--json")
-    assert searched.returncode == 0, searched.stderr
-    assert warnings(searched.stderr) == [WARNING]
-    hits = json.loads(searched.stdout)["hits"]
+    searched = bekb(app, tiny_root, index_dir, "search", "cache stampede", "--json")
+    assert searched.code == 0, searched.err
+    assert warnings(searched.err) == [WARNING]
+    hits = json.loads(searched.out)["hits"]
     assert CACHING in {h["path"] for h in hits}
     assert {(h["path"], h["stale"]) for h in hits} == {
         (h["path"], h["path"] == CACHING) for h in hits
     }
 
     question = "zebra lanterns cache warming"
-    asked = bekb(tiny_root, index_dir, "ask", question, "--no-llm", "--refresh", "--json")
-    assert asked.returncode == 0, asked.stderr
-    assert warnings(asked.stderr) == []
-    answer = json.loads(asked.stdout)
+    asked = bekb(app, tiny_root, index_dir, "ask", question, "--no-llm", "--refresh", "--json")
+    assert asked.code == 0, asked.err
+    assert warnings(asked.err) == []
+    answer = json.loads(asked.out)
     assert answer["mode"] == "extractive"
     assert answer["citations"][0]["path"] == CACHING
     assert [c for c in answer["citations"] if c["stale"]] == []
     settings = Settings.load(root=tiny_root, index_dir=index_dir, agent_files=(TINY_AGENT,))
-    assert KnowledgeBase.open(settings).stale() == ()
+    assert KnowledgeBase.open(settings, embedder=real_embedder).stale() == ()

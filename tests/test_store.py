@@ -20,8 +20,8 @@ from chroma_server import ChromaServer, free_port
 from conftest import TINY_AGENT, HashingEmbedder, assert_consistent, store_state
 
 from bekb import IndexLockedError, KnowledgeBase, Settings, StoreError
-from bekb.domain import Chunk
-from bekb.store import ChromaStore, FileRecord, IndexMeta
+from bekb.domain import Chunk, FileRecord, IndexMeta
+from bekb.store import ChromaStore
 
 # The server fixtures, registered for this module.
 chroma_server = servers.chroma_server
@@ -219,7 +219,7 @@ def test_a_dropped_index_stays_readable_through_handles_already_in_use(store, tm
 def test_a_dropped_index_is_deleted_once_its_grace_period_is_over(store, tmp_path, monkeypatch):
     store.put_chunks("fp1", [chunk(0)], unit(1, 0, 0)[None, :], 1.0)
     assert store.get_chunks("fp1") == [chunk(0)]
-    monkeypatch.setattr("bekb.store.RETIRE_GRACE", 0.0)
+    monkeypatch.setattr("bekb.store.chroma.RETIRE_GRACE", 0.0)
 
     ChromaStore(index_dir=tmp_path / "index").drop("fp1")
 
@@ -456,19 +456,31 @@ def test_a_second_machine_waits_for_the_writer_lease_then_fails_clearly(
     assert_consistent(second)
 
 
-def test_an_expired_lease_of_a_killed_writer_is_taken_over(chroma_url, tiny_root, tmp_path):
+def test_the_lease_of_a_killed_writer_is_taken_over_once_its_beat_stops(
+    chroma_url, tiny_root, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("bekb.store.lease.LEASE_TTL", 1.0)
     kb = server_kb(tiny_root, tmp_path / "machine-a", chroma_url)
-    kb.store._write_lease("dead-host:1:gone")
-    meta = kb.store._collection(f"{kb.store.prefix}-meta")
-    meta.update(ids=["writer"], metadatas=[{"owner": "dead-host:1:gone", "expires": 0.0}])
+    # What a writer killed mid-build leaves: its lease, never renewed again. Its clock is
+    # never consulted: only whether its beat moves while this machine watches.
+    kb.store.meta.put("writer", {"owner": "dead-host:1:gone", "beat": 7}, "plant a lease")
+    waits: list[str] = []
+    from bekb.store.lease import WriterLease
+
+    with WriterLease(
+        kb.store.meta, where=chroma_url, timeout=10, on_wait=lambda h, _: waits.append(h)
+    ):
+        assert kb.store.meta.get("writer", "read")["owner"] != "dead-host:1:gone"
+    assert set(waits) == {"dead-host:1:gone"}
+    assert kb.store.meta.get("writer", "read") is None  # released on the way out
+    kb.store.meta.put("writer", {"owner": "dead-host:1:gone", "beat": 8}, "plant a lease")
     assert kb.index().added == 5
-    assert kb.store._lease_holder() is None  # released after the build
 
 
 def test_reads_are_paged_so_large_indexes_stay_readable(tmp_path, monkeypatch):
-    import bekb.store
+    import bekb.store.chroma
 
-    monkeypatch.setattr(bekb.store, "READ_BATCH", 3)
+    monkeypatch.setattr(bekb.store.chroma, "READ_BATCH", 3)
     store = ChromaStore(index_dir=tmp_path)
     chunks = [
         Chunk(f"id{i}", "a.md", i, "H", i + 1, i + 1, "prose", f"text {i}\n", "ctx", "sha")

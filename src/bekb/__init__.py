@@ -18,9 +18,11 @@ from bekb.domain import (
     Hit,
     IndexReport,
     IndexStatus,
+    Persona,
     Progress,
     SkippedFile,
     Source,
+    SyncReport,
 )
 from bekb.errors import (
     AnswerError,
@@ -57,10 +59,12 @@ __all__ = [
     "IndexStateError",
     "IndexStatus",
     "KnowledgeBase",
+    "Persona",
     "Progress",
     "Settings",
     "SkippedFile",
     "Source",
     "StoreError",
+    "SyncReport",
     "UsageError",
 ]

@@ -6,12 +6,9 @@ Keys may be added; the contract keys are never renamed or dropped (tests assert 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bekb.domain import Answer, CorpusStatus, Hit, IndexReport, IndexStatus, Source
-
-if TYPE_CHECKING:
-    from bekb.corpus.sync import SyncReport
+from bekb.domain import Answer, CorpusStatus, Hit, IndexReport, IndexStatus, Source, SyncReport
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:

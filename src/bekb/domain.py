@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 ChunkKind = Literal["prose", "code", "frontmatter", "data"]
@@ -218,6 +219,16 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Persona:
+    """An agent file: its name, description, Markdown body and path relative to the root."""
+
+    name: str
+    description: str
+    body: str
+    path: str
+
+
+@dataclass(frozen=True)
 class Progress:
     """A step of long work, for progress bars: `done` of `total` in `stage`."""
 
@@ -225,3 +236,70 @@ class Progress:
     done: int
     total: int
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """The active index: what built it, and its generation (bumped by every commit)."""
+
+    fingerprint: str  # of the model and chunker settings
+    collection: str  # suffix of this index's collections (a --full rebuild gets a new one)
+    embed_model: str
+    model_fingerprint: str
+    dimensions: int
+    chunker_version: str
+    chunk_tokens: int
+    generation: int
+    built_at: str
+    build_seconds: float
+    agent_files: str  # JSON list
+    unresolved: str  # JSON list
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A committed file: its hash and stat at indexing time, and its chunk ids in order."""
+
+    path: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    chunk_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SyncFailure:
+    """A file that could not be synced, and why (one line)."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class RepoSyncReport:
+    """What a sync did for one repository's files."""
+
+    name: str
+    fetched: int = 0
+    copied: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What a sync did: counts per repository (sorted by name) and every failure."""
+
+    root: Path
+    repos: tuple[RepoSyncReport, ...]
+    failures: tuple[SyncFailure, ...]
+    unpinned: tuple[str, ...] = ()  # cited files the lock lacks
+    repin: str = ""  # the command that re-pins them
+
+    @property
+    def ok(self) -> bool:
+        """True when every locked file is now present with its pinned sha256."""
+        return not self.failures

@@ -1,4 +1,4 @@
-"""Golden-question metrics: file hit@1/@5, MRR@10, evidence@5, abstention rates, misses."""
+"""Golden-question metrics: file hit@1/@5, MRR@10, evidence@1/@5, abstention rates, misses."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ class Metrics:
     hit1: float = 0.0
     hit5: float = 0.0
     mrr10: float = 0.0
+    evidence1: float = 0.0
     evidence5: float = 0.0
     abstained_negatives: int = 0
     negatives: int = 0
@@ -61,6 +62,7 @@ class Metrics:
             "hit@1": round(self.hit1 / pos, 4),
             "hit@5": round(self.hit5 / pos, 4),
             "mrr@10": round(self.mrr10 / pos, 4),
+            "evidence@1": round(self.evidence1 / pos, 4),
             "evidence@5": round(self.evidence5 / pos, 4),
             "abstain_rate": round(self.abstained_negatives / self.negatives, 4)
             if self.negatives
@@ -165,6 +167,7 @@ def evaluate(
             None if question.negative else rank_of(question, outcome.paths, copies=outcome.copies)
         )
         evidence = not question.negative and has_evidence(question, outcome.texts[:5])
+        first_evidence = evidence and has_evidence(question, outcome.texts[:1])
         for metrics in buckets:
             metrics.n += 1
             if question.negative:
@@ -176,6 +179,7 @@ def evaluate(
             metrics.hit1 += rank == 1
             metrics.hit5 += rank is not None and rank <= 5
             metrics.mrr10 += 1.0 / rank if rank else 0.0
+            metrics.evidence1 += first_evidence
             metrics.evidence5 += evidence
         if not question.negative and (rank is None or rank > 1 or not evidence):
             report.misses.append(

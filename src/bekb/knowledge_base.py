@@ -1,8 +1,11 @@
-"""KnowledgeBase: index, search, ask and status over one workspace; the product's public face."""
+"""KnowledgeBase: index, search, ask and status over one workspace; the product's public face.
+
+It wires the parts and holds what lives as long as it does (the store, the models, the
+selection, the freshness memo); each part's logic lives in its own module.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -12,31 +15,32 @@ from typing import TYPE_CHECKING, Any
 from bekb.corpus.selection import Selection, check_root, select_files
 from bekb.domain import (
     Answer,
+    Citation,
     CorpusStatus,
     FileStatus,
     Hit,
+    IndexMeta,
     IndexReport,
     IndexStatus,
+    Persona,
     Progress,
     Source,
-    SourceFile,
+    SyncReport,
 )
-from bekb.errors import EmbeddingError, IndexNotBuiltError, UsageError
-from bekb.indexing.state import Plan, plan
+from bekb.errors import ConfigError, IndexNotBuiltError, StoreError
+from bekb.indexing.freshness import Freshness
+from bekb.inputs import MAX_K, check_k, check_text
 from bekb.settings import Settings
 
 if TYPE_CHECKING:
     from threading import Event
 
-    from bekb.corpus.sync import SyncReport
-    from bekb.embedding import Embedder, ModelSpec
+    from bekb.embedding.backends import EmbeddingModels
+    from bekb.embedding.model import Embedder
     from bekb.evaluation import Report as EvalReport
     from bekb.indexing.watch import ErrorCallback, RebuildCallback
     from bekb.retrieval.retriever import Retriever, SearchResult, Snapshot
-    from bekb.store import ChromaStore, FileRecord, IndexMeta
-
-MAX_QUESTION_CHARS = 4000
-MAX_K = 100
+    from bekb.store import ChromaStore
 
 
 class KnowledgeBase:
@@ -54,12 +58,9 @@ class KnowledgeBase:
         self._embedder = embedder
         self._store: ChromaStore | None = None
         self._retriever: Retriever | None = None
-        self._index_models: dict[str, Embedder] = {}
+        self._models: EmbeddingModels | None = None
         self._selection: Selection | None = None
-        # Files a staleness check hashed because their stat no longer matched the index, and
-        # found unchanged (a checkout or copy that touched them): trusted by stat from then
-        # on, so a search does not hash the whole corpus again until the next `index()`.
-        self._restat: dict[str, SourceFile] = {}
+        self._freshness = Freshness()
 
     @classmethod
     def open(
@@ -89,10 +90,26 @@ class KnowledgeBase:
             )
         return self._store
 
+    @property
+    def models(self) -> EmbeddingModels:
+        """The embedding models for chunks and queries, as the settings choose them."""
+        if self._models is None:
+            from bekb.embedding.backends import EmbeddingModels
+
+            s = self.settings
+            self._models = EmbeddingModels(
+                embed_model=s.embed_model,
+                index_backend=s.index_backend,
+                query_backend=s.query_backend,
+                exports_dir=s.index_dir / "onnx",
+                batch_size=s.embed_batch_size,
+                injected=self._embedder,
+            )
+        return self._models
+
     def _open_or_replace_store(self) -> ChromaStore:
         """The store, opened for writing (under the write lock); an embedded store too
         damaged to open is set aside and rebuilt (cached embeddings make that cheap)."""
-        from bekb.errors import StoreError
         from bekb.store import set_aside
 
         try:
@@ -115,17 +132,12 @@ class KnowledgeBase:
             self._retriever = Retriever(
                 self.store,
                 self.settings.index_dir,
-                self._query_embedder,
+                self.models.for_queries,
                 partial(Reranker, model) if model else None,
                 self.settings.fusion,
                 adapt=self.settings.query_adapter,
             )
         return self._retriever
-
-    def _model(self) -> ModelSpec:
-        from bekb.embedding import resolve_model
-
-        return resolve_model(self.settings.embed_model)
 
     def selection(self) -> Selection:
         """The files the settings select under the root (reused while no folder changed)."""
@@ -141,8 +153,6 @@ class KnowledgeBase:
 
     def sync(self, *, mirror: Path | None = None, lock_file: Path | None = None) -> SyncReport:
         """Fill the root with the pinned corpus, from upstream or a local mirror, verified."""
-        from dataclasses import replace
-
         from bekb.corpus.manifest import missing_from_lock, read_lock, repin_command
         from bekb.corpus.sync import sync_corpus
 
@@ -161,57 +171,42 @@ class KnowledgeBase:
         self, *, full: bool = False, on_progress: Callable[[Progress], None] | None = None
     ) -> IndexReport:
         """Bring the index up to date with the corpus (only what changed, unless `full`)."""
-        from bekb.embedding import EmbeddingCache, ModelSpec, TokenizerCounter, index_model
+        from bekb.embedding.cache import EmbeddingCache
+        from bekb.embedding.tokenizer import ModelTokenizer
         from bekb.indexing.indexer import BuildSettings, Indexer
-        from bekb.indexing.lock import write_lock
+        from bekb.indexing.lock import index_write_lock
 
         selection = self.selection()
-        backend = self.settings.index_backend
-        spec = index_model(self._model(), backend)
+        models = self.models
+        spec = models.index_identity()
         timeout = self.settings.lock_timeout
         with (
-            write_lock(self.settings.index_dir, timeout),
+            index_write_lock(self.settings.index_dir, timeout),
             self._open_or_replace_store().writer_lease(timeout),
         ):
             cache = EmbeddingCache(self.settings.index_dir / "embeddings.sqlite")
-            counter = TokenizerCounter.for_model(spec)
-            if self._embedder is not None:  # an injected model is its own identity
-                spec = ModelSpec(self._embedder.model_id, spec.path)
             indexer = Indexer(
                 store=self.store,
                 index_dir=self.settings.index_dir,
                 build=BuildSettings(spec, self.settings.chunk_tokens),
-                counter=counter,
-                embedder=lambda texts: self._index_embedder(spec, texts),
+                counter=ModelTokenizer.for_model(models.tokenizer_model()),
+                embedder=lambda texts: models.for_chunks(spec, texts),
                 cache=cache,
                 on_progress=on_progress,
                 adapt=self.settings.query_adapter,
             )
             try:
                 report = indexer.run(selection, full=full)
-                self._ensure_query_export(spec)
+                models.ensure_query_export(spec, self._chunk_texts)
             finally:
                 cache.close()
         self._retriever = None
         return report
 
-    def _index_embedder(self, spec: ModelSpec, texts: Sequence[str]) -> Embedder:
-        """The model that embeds chunks, loaded once per knowledge base (watch mode reuses
-        it); `texts` are what the build embeds, a sample of them checks a new export."""
-        from bekb.embedding import index_embedder
-
-        if self._embedder is not None:
-            return self._embedder
-        # Settings (and so the backend) are fixed per knowledge base: the model decides.
-        if spec.fingerprint not in self._index_models:
-            self._index_models[spec.fingerprint] = index_embedder(
-                spec,
-                self.settings.index_backend,
-                self._onnx_dir,
-                texts,
-                batch_size=self.settings.embed_batch_size,
-            )
-        return self._index_models[spec.fingerprint]
+    def _chunk_texts(self) -> list[str]:
+        """What the committed chunks embed (a new query export is checked on these)."""
+        meta = self.store.active()
+        return [c.embed_text for c in self.store.get_chunks(meta.collection)] if meta else []
 
     def watch(
         self,
@@ -236,51 +231,6 @@ class KnowledgeBase:
             stop_event=stop_event,
         )
 
-    def _ensure_query_export(self, spec: ModelSpec) -> None:
-        """Make the ONNX export queries embed with, once per model, if the build did not."""
-        from bekb.embedding import ensure_export, export_intact
-
-        if self.settings.query_backend == "torch" or spec.path is None or self._embedder:
-            return
-        folder = self._onnx_folder(spec.fingerprint)
-        if export_intact(folder):
-            return
-        meta = self.store.active()
-        samples = [c.embed_text for c in self.store.get_chunks(meta.collection)] if meta else []
-        # A model ONNX cannot reproduce is still served, through sentence-transformers.
-        with contextlib.suppress(EmbeddingError):
-            ensure_export(spec, self._onnx_dir, samples)
-
-    @property
-    def _onnx_dir(self) -> Path:
-        """Where the model exports live, one folder per model fingerprint."""
-        return self.settings.index_dir / "onnx"
-
-    def _onnx_folder(self, model_fingerprint: str) -> Path:
-        return self._onnx_dir / model_fingerprint
-
-    def _query_embedder(self, meta: IndexMeta) -> Embedder:
-        from bekb.embedding import (
-            OnnxEmbedder,
-            SentenceTransformerEmbedder,
-            resolve_model,
-        )
-
-        if self._embedder is not None:
-            return self._embedder
-        folder = self._onnx_folder(meta.model_fingerprint)
-        backend = self.settings.query_backend
-        if backend != "torch" and (folder / "meta.json").exists():
-            try:
-                return OnnxEmbedder(folder)
-            except EmbeddingError:
-                if backend == "onnx":
-                    raise
-                # auto: a damaged export still answers, through sentence-transformers
-        if backend == "onnx":
-            raise EmbeddingError(f"no ONNX export in {folder}: run `bekb index`")
-        return SentenceTransformerEmbedder(resolve_model(meta.embed_model))
-
     # -- reading -----------------------------------------------------------------------------
 
     def search(self, query: str, *, k: int | None = None, refresh: bool = False) -> list[Hit]:
@@ -294,10 +244,8 @@ class KnowledgeBase:
     def _search(
         self, query: str, k: int | None, *, refresh: bool = False, check_fresh: bool = True
     ) -> SearchResult:
-        text = _check_text(query, "query")
-        count = self.settings.k if k is None else k
-        if count < 1:
-            raise UsageError(f"k must be at least 1 (got {count})")
+        text = check_text(query, "query")
+        count = check_k(k) or self.settings.k
         selection = self.selection()  # walked once: a glob-made selection is never reused
         stale, snapshot = self._stale_after(refresh, selection) if check_fresh else (set(), None)
         # A passage copied between plugins is cited from the specialist's own file.
@@ -327,8 +275,7 @@ class KnowledgeBase:
             if refresh or self.settings.auto_refresh:
                 self.index()
             return set(), None
-        todo = self._plan_against(snapshot.records, selection)
-        stale = {f.source.path for f in todo.work} | set(todo.deleted)
+        stale = self._freshness.stale_paths(snapshot.records, selection)
         if stale and (refresh or self.settings.auto_refresh):
             self.index()
             return set(), None
@@ -350,16 +297,11 @@ class KnowledgeBase:
         the API is briefly unavailable, the best passages are quoted. Nothing relevant found
         gives `mode == "abstain"`.
         """
-        from bekb.answering.extractive import (
-            ENABLE_HINT,
-            PASSAGES,
-            abstention,
-            extractive_answer,
-        )
-        from bekb.answering.persona import load_persona
+        from bekb.answering.extractive import ENABLE_HINT, PASSAGES, abstention, extractive_answer
+        from bekb.errors import AnswerError
 
-        question = _check_text(question, "question")
-        who = load_persona(check_root(self.settings.root), persona or self.settings.agent_files[0])
+        question = check_text(question, "question")
+        who = self.persona(persona)
         result = self._search(question, k, refresh=refresh)
         hits = result.hits
         if self._off_topic(result):
@@ -367,8 +309,6 @@ class KnowledgeBase:
         wants_llm = self.settings.llm_enabled if use_llm is None else use_llm
         notice = ENABLE_HINT
         if wants_llm:
-            from bekb.errors import AnswerError
-
             try:
                 text, citations = self._claude(question, hits, who, on_text)
                 return Answer(question, "llm", text, citations, hits, who.name)
@@ -378,6 +318,16 @@ class KnowledgeBase:
                 notice = f"{exc} — showing the best passages instead."
         text, citations = extractive_answer(self._quotable(hits, PASSAGES), persona=who.name)
         return Answer(question, "extractive", text, citations, hits, who.name, notice)
+
+    def persona(self, name_or_path: str | None = None) -> Persona:
+        """The agent file answers speak as: by name, file stem or path under the root
+        (default: the first configured agent file)."""
+        from bekb.answering.persona import parse_agent_file
+        from bekb.corpus.agents import load_agent_file
+
+        wanted = name_or_path or self.settings.agent_files[0]
+        rel, text = load_agent_file(check_root(self.settings.root), wanted)
+        return parse_agent_file(text, rel)
 
     def _quotable(self, hits: Sequence[Hit], count: int) -> list[Hit]:
         """The best `count` passages with whole code blocks, none inside another."""
@@ -405,14 +355,19 @@ class KnowledgeBase:
         s = self.settings
         return result.off_topic(min_similarity=s.abstain_threshold, min_coverage=s.abstain_coverage)
 
-    def _claude(self, question: str, hits: Any, who: Any, on_text: Any) -> Any:
+    def _claude(
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        who: Persona,
+        on_text: Callable[[str], None] | None,
+    ) -> tuple[str, tuple[Citation, ...]]:
         from bekb.answering.llm import answer_with_claude, make_client
         from bekb.answering.persona import system_prompt
-        from bekb.errors import ConfigError
 
         s = self.settings
         if not s.llm_enabled or s.anthropic_api_key is None:
-            raise ConfigError("--llm anthropic needs ANTHROPIC_API_KEY")
+            raise ConfigError("answering with Claude needs an API key: set ANTHROPIC_API_KEY")
         client = make_client(
             api_key=s.anthropic_api_key.get_secret_value(),
             base_url=s.anthropic_base_url,
@@ -453,44 +408,18 @@ class KnowledgeBase:
 
     def corpus_status(self) -> CorpusStatus:
         """Every selected file compared with the index: indexed, new, changed or deleted."""
-        meta = self._active_or_none()
-        return self._compare(self.store.files(meta.collection) if meta else {})
-
-    def _plan_against(self, records: dict[str, FileRecord], selection: Selection) -> Plan:
-        """The selected files compared with `records`, trusting size and mtime where they
-        match the record, or what an earlier comparison found the file's content to be."""
-        seen = {
-            path: replace(records[path], size=source.size, mtime_ns=source.mtime_ns)
-            for path, source in self._restat.items()
-            if path in records and records[path].sha256 == source.sha256
-        }
-        todo = plan(selection.root, selection.files, {**records, **seen}, trust_stat=True)
-        self._restat.update((source.path, source) for source in todo.restat)
-        return todo
-
-    def _compare(self, records: dict[str, FileRecord]) -> CorpusStatus:
-        selection = self.selection()
-        todo = self._plan_against(records, selection)
-        files = [FileStatus(f.source.path, "new", f.source.sha256) for f in todo.new]
-        files += [FileStatus(f.source.path, "changed", f.source.sha256) for f in todo.changed]
-        files += [FileStatus(p, "indexed", records[p].sha256) for p in todo.unchanged]
-        files += [FileStatus(p, "deleted", records[p].sha256) for p in todo.deleted]
-        return CorpusStatus(
-            root=str(selection.root),
-            files=tuple(sorted(files, key=lambda f: f.path)),
-            unresolved=selection.unresolved,
-            refused=selection.refused,
-        )
+        meta = self.store.active()
+        records = self.store.files(meta.collection) if meta else {}
+        return self._freshness.corpus_status(records, self.selection())
 
     def status(self) -> IndexStatus:
         """The index at a glance: what built it, how big it is, what is stale."""
+        from bekb.files import folder_size
         from bekb.retrieval.adapter import stored_adapter
 
-        meta = self._active_or_none()
+        meta = self.store.active()
         records = self.store.files(meta.collection) if meta else {}
-        stale = self._compare(records).stale
-        folder = self._onnx_folder(meta.model_fingerprint) if meta else None
-        backend = "onnx" if folder and (folder / "meta.json").exists() else "sentence-transformers"
+        stale = self._freshness.corpus_status(records, self.selection()).stale
         return IndexStatus(
             root=str(self.settings.root.resolve()),
             index_dir=str(self.settings.index_dir.resolve()),
@@ -504,9 +433,9 @@ class KnowledgeBase:
             last_build=meta.built_at if meta else None,
             last_build_seconds=meta.build_seconds if meta else None,
             store=self.store.mode,
-            size_bytes=_folder_size(self.settings.index_dir),
+            size_bytes=folder_size(self.settings.index_dir),
             stale=stale,
-            query_backend=backend if meta else "",
+            query_backend=self.models.query_runtime(meta) if meta else "",
             query_adapter=bool(
                 meta and self.settings.query_adapter and stored_adapter(self.store, meta)
             ),
@@ -514,65 +443,25 @@ class KnowledgeBase:
 
     def sources(self) -> list[Source]:
         """Indexed files with their titles and descriptions."""
-        from bekb.chunking.blocks import split_lines
-        from bekb.chunking.markdown import parse_frontmatter
+        from bekb.corpus.documents import list_sources
 
         meta = self._active()
-        root = check_root(self.settings.root)
-        out = []
-        for path, record in sorted(self.store.files(meta.collection).items()):
-            title, description = Path(path).stem, ""
-            full = (root / path).resolve()
-            with contextlib.suppress(OSError, UnicodeDecodeError):
-                # a file swapped for a link out of the root since indexing is never read
-                head = full.read_text(encoding="utf-8")[:4000] if full.is_relative_to(root) else ""
-                front = parse_frontmatter(split_lines(head))
-                if front is not None:
-                    title = front.name or title
-                    description = front.description
-            out.append(Source(path, title, description, len(record.chunk_ids)))
-        return out
+        return list_sources(check_root(self.settings.root), self.store.files(meta.collection))
 
     def document(self, path: str) -> str:
         """The full text of an indexed file; paths outside the indexed set are refused."""
+        from bekb.corpus.documents import read_document
+
         meta = self._active()
-        if path not in self.store.files(meta.collection):
-            raise UsageError(f"{path!r} is not an indexed file (see `bekb corpus status`)")
-        root = check_root(self.settings.root)
-        full = (root / path).resolve()
-        if not full.is_relative_to(root):
-            raise UsageError(f"{path!r} is outside the workspace root")
-        return full.read_text(encoding="utf-8")
+        indexed = self.store.files(meta.collection)
+        return read_document(check_root(self.settings.root), path, indexed)
 
     def is_built(self) -> bool:
         """Whether an index has been committed (searches can run)."""
-        return self._active_or_none() is not None
+        return self.store.active() is not None
 
     def _active(self) -> IndexMeta:
-        meta = self._active_or_none()
+        meta = self.store.active()
         if meta is None:
             raise IndexNotBuiltError("no index yet: run `bekb index` first")
         return meta
-
-    def _active_or_none(self) -> IndexMeta | None:
-        return self.store.active()
-
-
-def _check_text(text: str, what: str) -> str:
-    if not isinstance(text, str):
-        raise UsageError(f"the {what} must be text")
-    if len(text) > MAX_QUESTION_CHARS:
-        raise UsageError(f"the {what} is {len(text)} characters; the limit is {MAX_QUESTION_CHARS}")
-    cleaned = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in text).strip()
-    if not cleaned:
-        raise UsageError(f"the {what} is empty")
-    return cleaned
-
-
-def _folder_size(folder: Path) -> int:
-    total = 0
-    for path in folder.rglob("*") if folder.exists() else ():
-        with contextlib.suppress(OSError):
-            if path.is_file():
-                total += path.stat().st_size
-    return total

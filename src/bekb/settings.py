@@ -25,8 +25,7 @@ from pydantic_settings import (
 from bekb.errors import ConfigError
 
 DEFAULT_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-# Small batches of length-sorted texts pad least: 8 embedded the corpus ~12% faster than 32
-# on 2 CPUs, through onnxruntime and sentence-transformers alike (docs/benchmarks.md).
+# Small batches of length-sorted texts pad least (docs/benchmarks.md, "Index build").
 DEFAULT_EMBED_BATCH_SIZE = 8
 CONFIG_FILE_ENV = "BEKB_CONFIG"
 
@@ -119,18 +118,15 @@ class Settings(BaseSettings):
         description="How dense and BM25 candidates are combined: `convex` (each candidate "
         "scored by both retrievers, dense similarity scaled from cosine 0 and BM25 min-max, "
         "dense weighted 0.6 and BM25 0.4) or `rrf` (reciprocal rank fusion of the two "
-        "rankings). On the dev questions convex ranks better: workspace MRR@10 0.767 → "
-        "0.832, cited-set hit@5 0.96 → 0.98 and evidence@5 0.88 → 0.92; see "
-        "docs/benchmarks.md.",
+        'rankings). Measured in docs/benchmarks.md, "Retrieval quality".',
     )
     query_adapter: bool = Field(
         True,
         description="Fit a linear query adapter to the corpus at index time (its headings "
         "and sentences as questions for their own chunks; no labels) and search with it; "
-        "only for indexes of at most 5,000 chunks, where it was measured to help. Cited set, "
-        "dev questions: hit@1 0.81 → 0.88, MRR@10 0.876 → 0.925, evidence@5 0.92 → 0.94; "
-        "see docs/benchmarks.md. Off: queries search with the model's own vectors and "
-        "`bekb index` fits nothing.",
+        "only for indexes of at most 5,000 chunks, where it was measured to help "
+        '(docs/benchmarks.md, "Query adapter"). Off: queries search with the model\'s own '
+        "vectors and `bekb index` fits nothing.",
     )
     rerank_model: str | None = Field(
         None, description="Optional cross-encoder (sentence-transformers id or path)."
@@ -147,8 +143,8 @@ class Settings(BaseSettings):
         "export, made once in a child process and checked against sentence-transformers: "
         "the same vectors, and the indexing process never loads torch), `torch` "
         "(sentence-transformers in process) or `onnx-int8` (the export quantised to int8: "
-        "about 2x faster, vectors within cosine 0.98 of fp32; a separate index and embedding "
-        "cache, and queries use the same int8 model).",
+        "faster, vectors within cosine 0.98 of fp32; a separate index and embedding cache, "
+        "and queries use the same int8 model). Speeds in docs/benchmarks.md.",
     )
     query_backend: Literal["auto", "onnx", "torch"] = Field(
         "auto",

@@ -16,7 +16,8 @@ from bekb.chunking import MIN_WINDOW_TOKENS, chunk_file
 from bekb.chunking.blocks import SPECIAL_TOKENS, split_lines
 from bekb.corpus.selection import select_files
 from bekb.domain import Chunk
-from bekb.embedding import TokenizerCounter, resolve_model
+from bekb.embedding.model import resolve_model
+from bekb.embedding.tokenizer import ModelTokenizer
 from bekb.errors import ConfigError
 from bekb.settings import DEFAULT_EMBED_MODEL
 
@@ -27,12 +28,12 @@ STRESS = settings(max_examples=100, deadline=None)
 
 
 @pytest.fixture(scope="module")
-def counter() -> TokenizerCounter:
-    return TokenizerCounter.for_model(resolve_model(DEFAULT_EMBED_MODEL))
+def counter() -> ModelTokenizer:
+    return ModelTokenizer.for_model(resolve_model(DEFAULT_EMBED_MODEL))
 
 
 def _chunks(
-    counter: TokenizerCounter, text: str, *, path: str = "doc.md", max_tokens: int = 0
+    counter: ModelTokenizer, text: str, *, path: str = "doc.md", max_tokens: int = 0
 ) -> list[Chunk]:
     return chunk_file(path, text, SHA, counter, max_tokens=max_tokens)
 
@@ -51,7 +52,7 @@ def _has_blank_line(text: str) -> bool:
     return any(not line.strip() for line in split_lines(text))
 
 
-def _over_window(counter: TokenizerCounter, chunks: list[Chunk], window: int) -> list[int]:
+def _over_window(counter: ModelTokenizer, chunks: list[Chunk], window: int) -> list[int]:
     """Real token counts (special tokens included) of the chunks that exceed `window`."""
     counts = counter.count([c.embed_text for c in chunks]) if chunks else []
     return [n + SPECIAL_TOKENS for n in counts if n + SPECIAL_TOKENS > window]
@@ -160,7 +161,7 @@ def code_files(draw: st.DrawFn) -> tuple[str, str]:
 
 @PROPERTY
 @given(text=markdown_files())
-def test_markdown_chunks_concatenate_back_to_the_file(counter: TokenizerCounter, text: str) -> None:
+def test_markdown_chunks_concatenate_back_to_the_file(counter: ModelTokenizer, text: str) -> None:
     chunks = _chunks(counter, text)
 
     assert _covers(text, chunks)
@@ -170,14 +171,14 @@ def test_markdown_chunks_concatenate_back_to_the_file(counter: TokenizerCounter,
 
 @PROPERTY
 @given(text=markdown_files())
-def test_markdown_chunks_fit_the_model_window(counter: TokenizerCounter, text: str) -> None:
+def test_markdown_chunks_fit_the_model_window(counter: ModelTokenizer, text: str) -> None:
     assert _over_window(counter, _chunks(counter, text), counter.max_tokens) == []
 
 
 @PROPERTY
 @given(file=code_files())
 def test_code_chunks_concatenate_back_to_the_file(
-    counter: TokenizerCounter, file: tuple[str, str]
+    counter: ModelTokenizer, file: tuple[str, str]
 ) -> None:
     path, text = file
     chunks = _chunks(counter, text, path=path)
@@ -189,7 +190,7 @@ def test_code_chunks_concatenate_back_to_the_file(
 
 @PROPERTY
 @given(file=code_files())
-def test_code_chunks_fit_the_model_window(counter: TokenizerCounter, file: tuple[str, str]) -> None:
+def test_code_chunks_fit_the_model_window(counter: ModelTokenizer, file: tuple[str, str]) -> None:
     path, text = file
 
     assert _over_window(counter, _chunks(counter, text, path=path), counter.max_tokens) == []
@@ -198,7 +199,7 @@ def test_code_chunks_fit_the_model_window(counter: TokenizerCounter, file: tuple
 @PROPERTY
 @given(file=st.one_of(markdown_files().map(lambda text: ("doc.md", text)), code_files()))
 def test_chunks_sit_inside_their_line_spans_in_order(
-    counter: TokenizerCounter, file: tuple[str, str]
+    counter: ModelTokenizer, file: tuple[str, str]
 ) -> None:
     path, text = file
     chunks = _chunks(counter, text, path=path)
@@ -212,7 +213,7 @@ def test_chunks_sit_inside_their_line_spans_in_order(
 @STRESS
 @given(file=st.one_of(markdown_files().map(lambda text: ("doc.md", text)), code_files()))
 def test_small_window_chunks_still_cover_the_file_and_fit(
-    counter: TokenizerCounter, file: tuple[str, str]
+    counter: ModelTokenizer, file: tuple[str, str]
 ) -> None:
     path, text = file
     chunks = _chunks(counter, text, path=path, max_tokens=48)
@@ -227,7 +228,7 @@ def test_small_window_chunks_still_cover_the_file_and_fit(
 # Identity and provenance
 
 
-def test_same_input_gives_the_same_ids(counter: TokenizerCounter) -> None:
+def test_same_input_gives_the_same_ids(counter: ModelTokenizer) -> None:
     first = [c.id for c in _chunks(counter, _sagas(), path=SAGAS)]
     second = [c.id for c in _chunks(counter, _sagas(), path=SAGAS)]
 
@@ -235,7 +236,7 @@ def test_same_input_gives_the_same_ids(counter: TokenizerCounter) -> None:
 
 
 def test_editing_one_section_leaves_other_section_ids_unchanged(
-    counter: TokenizerCounter,
+    counter: ModelTokenizer,
 ) -> None:
     text = _sagas()
     edited = text.replace("there is no central coordinator", "nobody is in charge")
@@ -251,7 +252,7 @@ def test_editing_one_section_leaves_other_section_ids_unchanged(
     ]
 
 
-def test_inserting_a_section_keeps_every_existing_id(counter: TokenizerCounter) -> None:
+def test_inserting_a_section_keeps_every_existing_id(counter: ModelTokenizer) -> None:
     text = _sagas()
     inserted = text.replace(
         "## Orchestration",
@@ -264,7 +265,7 @@ def test_inserting_a_section_keeps_every_existing_id(counter: TokenizerCounter) 
     assert (before - after, len(after - before)) == (set(), 1)
 
 
-def test_identical_sections_get_distinct_ids(counter: TokenizerCounter) -> None:
+def test_identical_sections_get_distinct_ids(counter: ModelTokenizer) -> None:
     section = (
         "## Retry\n\nRetry each step with exponential backoff and a capped number of tries, "
         "then hand the saga to compensation.\n\n"
@@ -274,14 +275,14 @@ def test_identical_sections_get_distinct_ids(counter: TokenizerCounter) -> None:
     assert ([c.text for c in chunks], len({c.id for c in chunks})) == ([section] * 3, 3)
 
 
-def test_ids_differ_between_paths(counter: TokenizerCounter) -> None:
+def test_ids_differ_between_paths(counter: ModelTokenizer) -> None:
     here = {c.id for c in _chunks(counter, _sagas(), path="a/SKILL.md")}
     there = {c.id for c in _chunks(counter, _sagas(), path="b/SKILL.md")}
 
     assert here.isdisjoint(there)
 
 
-def test_every_chunk_carries_its_path_file_hash_and_ordinal(counter: TokenizerCounter) -> None:
+def test_every_chunk_carries_its_path_file_hash_and_ordinal(counter: ModelTokenizer) -> None:
     chunks = _chunks(counter, _sagas(), path=SAGAS)
 
     assert [(c.path, c.file_sha256, c.ordinal) for c in chunks] == [
@@ -292,13 +293,13 @@ def test_every_chunk_carries_its_path_file_hash_and_ordinal(counter: TokenizerCo
 # Sizes and windows
 
 
-def test_window_below_the_minimum_is_a_config_error(counter: TokenizerCounter) -> None:
+def test_window_below_the_minimum_is_a_config_error(counter: ModelTokenizer) -> None:
     with pytest.raises(ConfigError, match="too small"):
         _chunks(counter, _sagas(), max_tokens=MIN_WINDOW_TOKENS - 1)
 
 
 def test_max_tokens_above_the_model_window_is_capped_by_the_model(
-    counter: TokenizerCounter,
+    counter: ModelTokenizer,
 ) -> None:
     text = "# Sagas\n\n" + "Compensate every completed step in reverse order. " * 200
 
@@ -306,14 +307,14 @@ def test_max_tokens_above_the_model_window_is_capped_by_the_model(
 
 
 @pytest.mark.parametrize("window", [MIN_WINDOW_TOKENS, 17, 24])
-def test_word_cut_inside_a_line_is_recounted_to_fit(counter: TokenizerCounter, window: int) -> None:
+def test_word_cut_inside_a_line_is_recounted_to_fit(counter: ModelTokenizer, window: int) -> None:
     text = "---\nname: saga\n---\n" + "unaffable antidisestablishmentarianism " * 40
 
     assert _over_window(counter, _chunks(counter, text, max_tokens=window), window) == []
 
 
 def test_long_context_header_takes_at_most_a_quarter_of_the_window(
-    counter: TokenizerCounter,
+    counter: ModelTokenizer,
 ) -> None:
     description = "Coordinate distributed transactions with sagas. " * 20
     text = f"---\nname: sagas\ndescription: {description}\n---\n# Sagas\n\n{description}\n"
@@ -323,7 +324,7 @@ def test_long_context_header_takes_at_most_a_quarter_of_the_window(
     assert max(counter.count([f"{c.context}\n" for c in chunks])) <= 16
 
 
-def test_small_json_is_one_data_chunk(counter: TokenizerCounter) -> None:
+def test_small_json_is_one_data_chunk(counter: ModelTokenizer) -> None:
     text = '{\n  "name": "ralph-web-server",\n  "scripts": {"start": "node index.js"}\n}\n'
 
     chunks = _chunks(counter, text, path="server/package.json")
@@ -333,7 +334,7 @@ def test_small_json_is_one_data_chunk(counter: TokenizerCounter) -> None:
     ]
 
 
-def test_large_json_is_cut_between_lines_within_the_window(counter: TokenizerCounter) -> None:
+def test_large_json_is_cut_between_lines_within_the_window(counter: ModelTokenizer) -> None:
     entries = ",\n".join(f'  "step_{n}": {{"compensate": "undo_{n}"}}' for n in range(60))
     text = f"{{\n{entries}\n}}\n"
 
@@ -345,7 +346,7 @@ def test_large_json_is_cut_between_lines_within_the_window(counter: TokenizerCou
     assert _over_window(counter, chunks, 64) == []
 
 
-def test_plain_text_splits_at_blank_lines(counter: TokenizerCounter) -> None:
+def test_plain_text_splits_at_blank_lines(counter: ModelTokenizer) -> None:
     paragraph = "Compensate every completed step in reverse order when a later one fails."
     text = "\n\n".join(f"{paragraph} ({n})" for n in range(6)) + "\n"
 
@@ -368,7 +369,7 @@ def real_files(shared_corpus: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def real_chunks(
-    counter: TokenizerCounter, real_files: dict[str, str]
+    counter: ModelTokenizer, real_files: dict[str, str]
 ) -> dict[int, dict[str, list[Chunk]]]:
     """The cited files' chunks at the model's window (0) and at 64 tokens."""
     return {
@@ -400,7 +401,7 @@ def test_real_cited_files_chunk_with_exact_coverage(
 
 @pytest.mark.parametrize("max_tokens", [0, 64])
 def test_real_cited_files_chunks_fit_the_window(
-    counter: TokenizerCounter, real_chunks: dict[int, dict[str, list[Chunk]]], max_tokens: int
+    counter: ModelTokenizer, real_chunks: dict[int, dict[str, list[Chunk]]], max_tokens: int
 ) -> None:
     window = max_tokens or counter.max_tokens
 

@@ -10,7 +10,8 @@ from conftest import FIXTURES
 from bekb.chunking import chunk_file
 from bekb.chunking.markdown import Frontmatter, parse_frontmatter, sections
 from bekb.domain import Chunk
-from bekb.embedding import TokenizerCounter, resolve_model
+from bekb.embedding.model import resolve_model
+from bekb.embedding.tokenizer import ModelTokenizer
 from bekb.settings import DEFAULT_EMBED_MODEL
 
 SAGAS = "alpha/skills/sagas/SKILL.md"
@@ -23,12 +24,12 @@ FILLER = (
 
 
 @pytest.fixture(scope="module")
-def counter() -> TokenizerCounter:
-    return TokenizerCounter.for_model(resolve_model(DEFAULT_EMBED_MODEL))
+def counter() -> ModelTokenizer:
+    return ModelTokenizer.for_model(resolve_model(DEFAULT_EMBED_MODEL))
 
 
 def _chunks(
-    counter: TokenizerCounter, text: str, *, path: str = "doc.md", max_tokens: int = 0
+    counter: ModelTokenizer, text: str, *, path: str = "doc.md", max_tokens: int = 0
 ) -> list[Chunk]:
     return chunk_file(path, text, "f" * 64, counter, max_tokens=max_tokens)
 
@@ -37,12 +38,12 @@ def _spans(chunks: list[Chunk]) -> list[tuple[str, str, int, int]]:
     return [(c.kind, c.heading, c.start_line, c.end_line) for c in chunks]
 
 
-def _sagas(counter: TokenizerCounter, max_tokens: int = 0) -> list[Chunk]:
+def _sagas(counter: ModelTokenizer, max_tokens: int = 0) -> list[Chunk]:
     text = (FIXTURES / "corpus" / SAGAS).read_text(encoding="utf-8")
     return _chunks(counter, text, path=SAGAS, max_tokens=max_tokens)
 
 
-def test_markdown_splits_on_headings(counter: TokenizerCounter) -> None:
+def test_markdown_splits_on_headings(counter: ModelTokenizer) -> None:
     assert _spans(_sagas(counter)) == [
         ("frontmatter", "", 1, 4),
         ("prose", "Sagas", 5, 10),
@@ -52,7 +53,7 @@ def test_markdown_splits_on_headings(counter: TokenizerCounter) -> None:
     ]
 
 
-def test_heading_trail_follows_heading_levels(counter: TokenizerCounter) -> None:
+def test_heading_trail_follows_heading_levels(counter: ModelTokenizer) -> None:
     text = (
         f"# Sagas\n\n{FILLER}\n\n## Orchestration\n\n{FILLER}\n\n### Timeouts\n\n{FILLER}\n\n"
         f"## Choreography\n\n{FILLER}\n\n# Appendix\n\n{FILLER}\n"
@@ -67,7 +68,7 @@ def test_heading_trail_follows_heading_levels(counter: TokenizerCounter) -> None
     ]
 
 
-def test_section_is_split_by_size_at_paragraphs(counter: TokenizerCounter) -> None:
+def test_section_is_split_by_size_at_paragraphs(counter: ModelTokenizer) -> None:
     paragraphs = "\n\n".join(f"{FILLER} Paragraph {n}." for n in range(1, 7))
     text = f"# Sagas\n\n{paragraphs}\n"
 
@@ -80,25 +81,25 @@ def test_section_is_split_by_size_at_paragraphs(counter: TokenizerCounter) -> No
     ]
 
 
-def test_text_before_the_first_heading_has_an_empty_trail(counter: TokenizerCounter) -> None:
+def test_text_before_the_first_heading_has_an_empty_trail(counter: ModelTokenizer) -> None:
     text = f"{FILLER}\n\n# Sagas\n\n{FILLER}\n"
 
     assert _spans(_chunks(counter, text)) == [("prose", "", 1, 2), ("prose", "Sagas", 3, 5)]
 
 
-def test_bare_heading_joins_the_section_after_it(counter: TokenizerCounter) -> None:
+def test_bare_heading_joins_the_section_after_it(counter: ModelTokenizer) -> None:
     text = f"# Sagas\n\n## Orchestration\n\n{FILLER}\n"
 
     assert _spans(_chunks(counter, text)) == [("prose", "Sagas > Orchestration", 1, 5)]
 
 
-def test_tiny_trailing_piece_is_folded_into_the_chunk_before(counter: TokenizerCounter) -> None:
+def test_tiny_trailing_piece_is_folded_into_the_chunk_before(counter: ModelTokenizer) -> None:
     text = f"# Sagas\n\n{FILLER}\n\n## Notes\n\n---\n"
 
     assert _spans(_chunks(counter, text)) == [("prose", "Sagas", 1, 7)]
 
 
-def test_frontmatter_is_its_own_chunk(counter: TokenizerCounter) -> None:
+def test_frontmatter_is_its_own_chunk(counter: ModelTokenizer) -> None:
     front = _sagas(counter)[0]
 
     assert (front.kind, front.start_line, front.end_line, front.text) == (
@@ -110,7 +111,7 @@ def test_frontmatter_is_its_own_chunk(counter: TokenizerCounter) -> None:
 
 
 def test_frontmatter_name_heads_every_context_and_the_description_stays_searchable(
-    counter: TokenizerCounter,
+    counter: ModelTokenizer,
 ) -> None:
     chunks = _sagas(counter)
     assert [c.context for c in chunks] == [
@@ -124,7 +125,7 @@ def test_frontmatter_name_heads_every_context_and_the_description_stays_searchab
     assert SAGAS_DESCRIPTION in chunks[0].text
 
 
-def test_embed_text_is_context_then_chunk_text(counter: TokenizerCounter) -> None:
+def test_embed_text_is_context_then_chunk_text(counter: ModelTokenizer) -> None:
     chunk = _sagas(counter)[-1]
 
     assert chunk.embed_text == (
@@ -134,7 +135,7 @@ def test_embed_text_is_context_then_chunk_text(counter: TokenizerCounter) -> Non
     )
 
 
-def test_short_frontmatter_is_not_folded_into_the_body(counter: TokenizerCounter) -> None:
+def test_short_frontmatter_is_not_folded_into_the_body(counter: ModelTokenizer) -> None:
     text = f"---\nname: x\n---\n# Sagas\n\n{FILLER}\n"
 
     assert _spans(_chunks(counter, text)) == [
@@ -143,13 +144,13 @@ def test_short_frontmatter_is_not_folded_into_the_body(counter: TokenizerCounter
     ]
 
 
-def test_tiny_body_is_not_folded_into_the_frontmatter(counter: TokenizerCounter) -> None:
+def test_tiny_body_is_not_folded_into_the_frontmatter(counter: ModelTokenizer) -> None:
     text = f"---\nname: sagas\ndescription: {SAGAS_DESCRIPTION}\n---\nSee below.\n"
 
     assert _spans(_chunks(counter, text)) == [("frontmatter", "", 1, 4), ("prose", "", 5, 5)]
 
 
-def test_title_falls_back_to_the_first_heading(counter: TokenizerCounter) -> None:
+def test_title_falls_back_to_the_first_heading(counter: ModelTokenizer) -> None:
     text = f"{FILLER}\n\n# Token authentication\n\n## Refresh tokens\n\n{FILLER}\n"
 
     assert [c.context for c in _chunks(counter, text)] == [
@@ -158,13 +159,13 @@ def test_title_falls_back_to_the_first_heading(counter: TokenizerCounter) -> Non
     ]
 
 
-def test_title_falls_back_to_the_file_name(counter: TokenizerCounter) -> None:
+def test_title_falls_back_to_the_file_name(counter: ModelTokenizer) -> None:
     chunks = _chunks(counter, f"{FILLER}\n", path="notes/saga-notes.md")
 
     assert [c.context for c in chunks] == ["saga-notes"]
 
 
-def test_fenced_block_is_never_split_when_it_fits(counter: TokenizerCounter) -> None:
+def test_fenced_block_is_never_split_when_it_fits(counter: ModelTokenizer) -> None:
     fence = "```python\n" + "".join(f"step_{n} = compensate({n})\n" for n in range(6)) + "```\n"
     text = f"# Sagas\n\n{FILLER}\n\n{FILLER}\n\n{fence}\n{FILLER}\n"
 
@@ -178,7 +179,7 @@ def test_fenced_block_is_never_split_when_it_fits(counter: TokenizerCounter) -> 
 
 
 def test_fenced_block_alone_over_the_limit_is_cut_between_lines(
-    counter: TokenizerCounter,
+    counter: ModelTokenizer,
 ) -> None:
     fence = "```\n" + "".join(f"step_{n} = compensate({n})\n" for n in range(40)) + "```\n"
     text = f"# Sagas\n\n{fence}"
@@ -190,7 +191,7 @@ def test_fenced_block_alone_over_the_limit_is_cut_between_lines(
     assert "".join(c.text for c in chunks) == text
 
 
-def test_fenced_chunk_has_kind_code(counter: TokenizerCounter) -> None:
+def test_fenced_chunk_has_kind_code(counter: ModelTokenizer) -> None:
     fence = "```python\n" + "".join(f"step_{n} = compensate({n})\n" for n in range(6)) + "```\n"
     text = f"# Sagas\n\n{FILLER}\n\n{FILLER}\n\n{fence}"
 
@@ -199,19 +200,19 @@ def test_fenced_chunk_has_kind_code(counter: TokenizerCounter) -> None:
     assert [(c.kind, c.text) for c in chunks][-1] == ("code", fence)
 
 
-def test_heading_inside_a_fence_is_not_a_heading(counter: TokenizerCounter) -> None:
+def test_heading_inside_a_fence_is_not_a_heading(counter: ModelTokenizer) -> None:
     text = f"# Sagas\n\n```bash\n# install the tool\npip install saga\n```\n\n{FILLER}\n"
 
     assert [c.heading for c in _chunks(counter, text)] == ["Sagas"]
 
 
-def test_tilde_fence_is_closed_only_by_tildes(counter: TokenizerCounter) -> None:
+def test_tilde_fence_is_closed_only_by_tildes(counter: ModelTokenizer) -> None:
     text = f"# Sagas\n\n~~~\n```\n# still code\n~~~\n\n## After\n\n{FILLER}\n"
 
     assert [c.heading for c in _chunks(counter, text)] == ["Sagas > After"]
 
 
-def test_unclosed_fence_runs_to_the_end_of_the_file(counter: TokenizerCounter) -> None:
+def test_unclosed_fence_runs_to_the_end_of_the_file(counter: ModelTokenizer) -> None:
     text = f"# Sagas\n\n{FILLER}\n\n```python\nx = 1\n\n## Not a heading\n\n{FILLER}\n"
 
     chunks = _chunks(counter, text)
@@ -219,7 +220,7 @@ def test_unclosed_fence_runs_to_the_end_of_the_file(counter: TokenizerCounter) -
     assert (_spans(chunks), "".join(c.text for c in chunks)) == ([("prose", "Sagas", 1, 10)], text)
 
 
-def test_inline_triple_backticks_do_not_open_a_fence(counter: TokenizerCounter) -> None:
+def test_inline_triple_backticks_do_not_open_a_fence(counter: ModelTokenizer) -> None:
     text = f"# Sagas\n\n```saga.run()``` starts a saga. {FILLER}\n\n## Orchestration\n\n{FILLER}\n"
 
     assert [c.heading for c in _chunks(counter, text)] == ["Sagas", "Sagas > Orchestration"]
@@ -238,13 +239,13 @@ def test_inline_triple_backticks_do_not_open_a_fence(counter: TokenizerCounter) 
         pytest.param("    ## Code", ("Top",), id="four-space-indent"),
     ],
 )
-def test_heading_syntax(counter: TokenizerCounter, line: str, trail: tuple[str, ...]) -> None:
+def test_heading_syntax(counter: ModelTokenizer, line: str, trail: tuple[str, ...]) -> None:
     _front, parts = sections(f"# Top\n\ntext\n\n{line}\n\nbody\n", counter)
 
     assert parts[-1].trail == trail
 
 
-def test_crlf_headings_and_frontmatter_are_recognised(counter: TokenizerCounter) -> None:
+def test_crlf_headings_and_frontmatter_are_recognised(counter: ModelTokenizer) -> None:
     text = (
         f"---\r\nname: sagas\r\ndescription: Saga notes.\r\n---\r\n# Sagas\r\n\r\n{FILLER}\r\n"
         f"\r\n## Orchestration\r\n\r\n{FILLER}\r\n"
@@ -262,7 +263,7 @@ def test_crlf_headings_and_frontmatter_are_recognised(counter: TokenizerCounter)
     )
 
 
-def test_long_line_is_cut_into_chunks_on_that_line(counter: TokenizerCounter) -> None:
+def test_long_line_is_cut_into_chunks_on_that_line(counter: ModelTokenizer) -> None:
     line = " ".join(f"word{n}" for n in range(400))
     text = f"# Sagas\n\n{line}\n"
 
@@ -274,7 +275,7 @@ def test_long_line_is_cut_into_chunks_on_that_line(counter: TokenizerCounter) ->
 
 
 @pytest.mark.parametrize("text", ["", "\n", "  \n\t\n\n"], ids=["empty", "newline", "blank"])
-def test_file_without_text_has_no_chunks(counter: TokenizerCounter, text: str) -> None:
+def test_file_without_text_has_no_chunks(counter: ModelTokenizer, text: str) -> None:
     assert _chunks(counter, text) == []
 
 
@@ -299,7 +300,7 @@ def test_unusable_frontmatter_is_still_frontmatter(body: str) -> None:
     assert parse_frontmatter(["---\n", body, "---\n", "# T\n"]) == Frontmatter(3, "", "")
 
 
-def test_unusable_frontmatter_still_chunks(counter: TokenizerCounter) -> None:
+def test_unusable_frontmatter_still_chunks(counter: ModelTokenizer) -> None:
     text = f"---\nname: sagas\ncreated: 2001-13-45\n---\n# Sagas\n\n{FILLER}\n"
 
     assert [(c.kind, c.context) for c in _chunks(counter, text)] == [
@@ -320,7 +321,7 @@ def test_no_frontmatter_without_a_closed_block_on_line_one(lines: list[str]) -> 
     assert parse_frontmatter(lines) is None
 
 
-def test_fixture_files_keep_their_exact_text(counter: TokenizerCounter) -> None:
+def test_fixture_files_keep_their_exact_text(counter: ModelTokenizer) -> None:
     corpus = FIXTURES / "corpus"
     texts = {p: p.read_text(encoding="utf-8") for p in sorted(corpus.rglob("*.md"))}
 

@@ -9,7 +9,8 @@ from bekb.chunking import chunk_file
 from bekb.chunking.blocks import pieces_of_lines, split_lines
 from bekb.chunking.syntax import GRAMMARS, code_blocks
 from bekb.domain import Chunk
-from bekb.embedding import TokenizerCounter, resolve_model
+from bekb.embedding.model import resolve_model
+from bekb.embedding.tokenizer import ModelTokenizer
 from bekb.settings import DEFAULT_EMBED_MODEL
 
 SERVER = "beta/src/server.py"
@@ -49,11 +50,11 @@ SAMPLES = {
 
 
 @pytest.fixture(scope="module")
-def counter() -> TokenizerCounter:
-    return TokenizerCounter.for_model(resolve_model(DEFAULT_EMBED_MODEL))
+def counter() -> ModelTokenizer:
+    return ModelTokenizer.for_model(resolve_model(DEFAULT_EMBED_MODEL))
 
 
-def _chunks(counter: TokenizerCounter, path: str, text: str, *, max_tokens: int = 0) -> list[Chunk]:
+def _chunks(counter: ModelTokenizer, path: str, text: str, *, max_tokens: int = 0) -> list[Chunk]:
     return chunk_file(path, text, "f" * 64, counter, max_tokens=max_tokens)
 
 
@@ -61,7 +62,7 @@ def _spans(chunks: list[Chunk]) -> list[tuple[str, str, int, int]]:
     return [(c.kind, c.heading, c.start_line, c.end_line) for c in chunks]
 
 
-def test_python_splits_at_top_level_functions_and_classes(counter: TokenizerCounter) -> None:
+def test_python_splits_at_top_level_functions_and_classes(counter: ModelTokenizer) -> None:
     text = (FIXTURES / "corpus" / SERVER).read_text(encoding="utf-8")
 
     assert _spans(_chunks(counter, SERVER, text)) == [
@@ -71,7 +72,7 @@ def test_python_splits_at_top_level_functions_and_classes(counter: TokenizerCoun
     ]
 
 
-def test_code_context_names_the_file_and_the_definition(counter: TokenizerCounter) -> None:
+def test_code_context_names_the_file_and_the_definition(counter: ModelTokenizer) -> None:
     text = (FIXTURES / "corpus" / SERVER).read_text(encoding="utf-8")
 
     assert [c.context for c in _chunks(counter, SERVER, text)] == [
@@ -119,7 +120,7 @@ def test_code_context_names_the_file_and_the_definition(counter: TokenizerCounte
     ],
 )
 def test_code_splits_at_syntax_boundaries(
-    counter: TokenizerCounter, suffix: str, spans: list[tuple[str, int, int]]
+    counter: ModelTokenizer, suffix: str, spans: list[tuple[str, int, int]]
 ) -> None:
     chunks = _chunks(counter, f"src/saga{suffix}", SAMPLES[suffix])
 
@@ -127,22 +128,20 @@ def test_code_splits_at_syntax_boundaries(
 
 
 @pytest.mark.parametrize("suffix", sorted(SAMPLES))
-def test_comment_above_a_definition_starts_its_chunk(
-    counter: TokenizerCounter, suffix: str
-) -> None:
+def test_comment_above_a_definition_starts_its_chunk(counter: ModelTokenizer, suffix: str) -> None:
     chunks = _chunks(counter, f"src/saga{suffix}", SAMPLES[suffix])
 
     assert chunks[-1].text.startswith(("# Charg", "// Charg"))
 
 
 @pytest.mark.parametrize("suffix", sorted(SAMPLES))
-def test_code_chunks_concatenate_to_the_file(counter: TokenizerCounter, suffix: str) -> None:
+def test_code_chunks_concatenate_to_the_file(counter: ModelTokenizer, suffix: str) -> None:
     chunks = _chunks(counter, f"src/saga{suffix}", SAMPLES[suffix])
 
     assert "".join(c.text for c in chunks) == SAMPLES[suffix]
 
 
-def test_methods_stay_inside_their_class_when_it_fits(counter: TokenizerCounter) -> None:
+def test_methods_stay_inside_their_class_when_it_fits(counter: ModelTokenizer) -> None:
     methods = "".join(
         f"    def step_{n}(self, order):\n        return self.compensate(order, {n})\n\n"
         for n in range(4)
@@ -152,7 +151,7 @@ def test_methods_stay_inside_their_class_when_it_fits(counter: TokenizerCounter)
     assert _spans(_chunks(counter, "saga.py", text)) == [("code", "class OrderSaga", 1, 13)]
 
 
-def test_definition_over_the_window_is_cut_between_lines(counter: TokenizerCounter) -> None:
+def test_definition_over_the_window_is_cut_between_lines(counter: ModelTokenizer) -> None:
     methods = "".join(
         f"    def step_{n}(self, order):\n        return self.compensate(order, {n})\n\n"
         for n in range(12)
@@ -166,7 +165,7 @@ def test_definition_over_the_window_is_cut_between_lines(counter: TokenizerCount
     assert all(c.text.endswith("\n") for c in chunks)
 
 
-def test_source_with_syntax_errors_is_still_covered(counter: TokenizerCounter) -> None:
+def test_source_with_syntax_errors_is_still_covered(counter: ModelTokenizer) -> None:
     text = (
         f"def broken(:\n    pass  # {WHY}\n\n"
         f"def fine(order):\n    # {WHY}\n    return order\n\n"
@@ -179,7 +178,7 @@ def test_source_with_syntax_errors_is_still_covered(counter: TokenizerCounter) -
 
 
 def test_code_without_a_grammar_splits_at_blank_lines(
-    counter: TokenizerCounter, monkeypatch: pytest.MonkeyPatch
+    counter: ModelTokenizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(GRAMMARS, ".py", ("tree_sitter_not_installed", "language"))
     text = "".join(f"def step_{n}(order):\n    # {WHY}\n    return order\n\n" for n in range(6))
@@ -194,7 +193,7 @@ def test_code_without_a_grammar_splits_at_blank_lines(
 
 
 def test_code_blocks_is_none_without_a_grammar(
-    counter: TokenizerCounter, monkeypatch: pytest.MonkeyPatch
+    counter: ModelTokenizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(GRAMMARS, ".py", ("tree_sitter_not_installed", "language"))
     lines = split_lines("def f():\n    return 1\n")
@@ -203,14 +202,14 @@ def test_code_blocks_is_none_without_a_grammar(
     assert code_blocks(".py", "".join(lines), pieces) is None
 
 
-def test_code_blocks_is_none_for_an_unknown_suffix(counter: TokenizerCounter) -> None:
+def test_code_blocks_is_none_for_an_unknown_suffix(counter: ModelTokenizer) -> None:
     lines = split_lines("echo saga\n")
     pieces = pieces_of_lines(lines, counter.count(lines), 1)
 
     assert code_blocks(".sh", "".join(lines), pieces) is None
 
 
-def test_code_blocks_labels_each_top_level_definition(counter: TokenizerCounter) -> None:
+def test_code_blocks_labels_each_top_level_definition(counter: ModelTokenizer) -> None:
     text = SAMPLES[".go"]
     lines = split_lines(text)
     blocks = code_blocks(".go", text, pieces_of_lines(lines, counter.count(lines), 1))
@@ -224,7 +223,7 @@ def test_code_blocks_labels_each_top_level_definition(counter: TokenizerCounter)
     ]
 
 
-def test_shell_script_is_chunked_as_plain_text(counter: TokenizerCounter) -> None:
+def test_shell_script_is_chunked_as_plain_text(counter: ModelTokenizer) -> None:
     text = "#!/bin/sh\n# Start the saga worker.\n\nexec saga-worker --queue orders\n"
 
     assert _spans(_chunks(counter, "bin/run.sh", text)) == [("prose", "", 1, 4)]

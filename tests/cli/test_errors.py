@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+from cli_support import CliResult, invoke
+
+from bekb.cli.app import build_app
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BEKB_", "ANTHROPIC_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "bekb", *args], capture_output=True, text=True, env=env, timeout=120
-    )
+def run(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    return invoke(build_app(), args, env=env)
 
 
 @pytest.mark.parametrize(
@@ -34,16 +30,15 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 )
 def test_usage_errors_exit_2_with_one_line(args, code, message, tmp_path):
     done = run(*args)
-    assert done.returncode == code
-    assert message in done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.code == code
+    assert message in done.err
 
 
 def test_search_on_an_empty_question_is_a_usage_error(cited_index):
     done = run(
         "--root", str(cited_index.root), "--index-dir", str(cited_index.index_dir), "search", "   "
     )
-    assert (done.returncode, done.stderr) == (2, "error: the query is empty\n")
+    assert (done.code, done.err) == (2, "error: the query is empty\n")
 
 
 def test_negative_k_is_a_usage_error(cited_index):
@@ -57,25 +52,36 @@ def test_negative_k_is_a_usage_error(cited_index):
         "-k",
         "-3",
     )
-    assert (done.returncode, done.stderr) == (2, "error: k must be at least 1 (got -3)\n")
+    assert (done.code, done.err) == (2, "error: k must be at least 1 (got -3)\n")
 
 
 def test_invalid_environment_setting_is_a_usage_error(tmp_path):
-    env = {**os.environ, "BEKB_K": "many"}
-    done = subprocess.run(
-        [sys.executable, "-m", "bekb", "status"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: invalid setting k:")
+    done = run("status", env={"BEKB_K": "many"})
+    assert done.code == 2
+    assert done.err.startswith("error: invalid setting k:")
 
 
 def test_help_explains_every_command_and_the_exit_codes():
     done = run("--help")
-    assert done.returncode == 0
+    assert done.code == 0
     for command in ("index", "search", "ask", "status", "corpus", "eval", "mcp"):
-        assert command in done.stdout
-    assert "Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 nothing found" in done.stdout
+        assert command in done.out
+    assert "Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 nothing found" in done.out
+
+
+def test_the_bekb_command_maps_errors_to_exit_codes_as_a_process(tmp_path):
+    import subprocess
+    import sys
+
+    def bekb(*args: str) -> tuple[int, str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "bekb", *args], capture_output=True, text=True, timeout=60
+        )
+        return done.returncode, done.stderr
+
+    assert bekb("nosuch")[0] == 2
+    assert bekb("--root", str(tmp_path / "none"), "status") == (
+        2,
+        f"error: workspace root {tmp_path / 'none'} does not exist: pass --root, set "
+        "BEKB_ROOT, or run `bekb corpus sync`\n",
+    )

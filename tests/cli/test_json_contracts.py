@@ -3,45 +3,30 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import CliResult, invoke
 from conftest import DEV_QUESTIONS
 
 from bekb import Settings
+from bekb.cli.app import build_app
 
 HIT_KEYS = {"path", "heading", "start_line", "end_line", "score", "text"}
 
 
-def bekb(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BEKB_", "ANTHROPIC_"))}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bekb",
-            "--root",
-            str(settings.root),
-            "--index-dir",
-            str(settings.index_dir),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+def bekb(settings: Settings, *args: str, check: bool = True) -> CliResult:
+    """`bekb --root ROOT --index-dir DIR ARGS` in this process, with the real model."""
+    root = ["--root", settings.root, "--index-dir", settings.index_dir]
+    done = invoke(build_app(), [*root, *args])
     if check:
-        assert done.returncode == 0, done.stderr
+        assert done.code == 0, done.err
     return done
 
 
 def as_json(settings: Settings, *args: str) -> Any:
-    return json.loads(bekb(settings, *args, "--json").stdout)
+    return json.loads(bekb(settings, *args, "--json").out)
 
 
 def assert_hit(hit: dict[str, Any]) -> None:
@@ -82,8 +67,8 @@ def test_ask_json_abstain_and_fail_empty_exit_code(cited_index):
         "--fail-empty",
         check=False,
     )
-    assert done.returncode == 3
-    data = json.loads(done.stdout)
+    assert done.code == 3
+    data = json.loads(done.out)
     assert (data["mode"], data["citations"]) == ("abstain", [])
 
 

@@ -18,7 +18,7 @@ from bekb.corpus.manifest import (
     missing_from_lock,
     read_lock,
     repin_command,
-    write_lock,
+    save_lock,
 )
 from bekb.corpus.selection import select_files
 from bekb.errors import CorpusError
@@ -90,7 +90,7 @@ def test_write_lock_then_read_lock_gives_the_same_lock(workspace, tmp_path):
     lock = build_lock(workspace, [AGENT])
     path = tmp_path / "out" / "sources.lock.json"
 
-    write_lock(lock, path)
+    save_lock(lock, path)
 
     assert read_lock(path) == lock
 
@@ -110,9 +110,9 @@ def test_write_lock_writes_sorted_pretty_json_with_a_trailing_newline(tmp_path):
     )
     path = tmp_path / "lock.json"
 
-    write_lock(lock, path)
+    save_lock(lock, path)
     first = path.read_bytes()
-    write_lock(read_lock(path), path)
+    save_lock(read_lock(path), path)
 
     assert path.read_bytes() == first
     assert first.decode() == (

@@ -106,34 +106,17 @@ def probe(root: Path, index_dir: Path, agent: str, *ops: str) -> list[dict[str, 
 
 
 def in_process_cli(monkeypatch: Any, capsys: Any) -> Callable[..., tuple[int, str, str]]:
-    """`bekb ARGS` run by `bekb.cli.app.main()` in this process, with the hashing model.
+    """`bekb ARGS` run in this process with the hashing model (typer's CliRunner).
 
     Returns a function giving (exit code, stdout, stderr); it fails on a traceback.
     """
-    import importlib
+    from cli_support import hashing_app, invoke
 
-    import pytest
-    from conftest import HashingEmbedder
-
-    import bekb.cli.app as app_module
-    from bekb import KnowledgeBase, Settings
-
-    def open_kb(ctx: Any, **flags: Any) -> KnowledgeBase:
-        settings = Settings.load(**{**(ctx.obj or {}), **flags})
-        return KnowledgeBase.open(settings, embedder=HashingEmbedder())
-
-    for name in app_module.COMMAND_MODULES:
-        module = importlib.import_module(f"bekb.cli.{name}")
-        if hasattr(module, "open_kb"):
-            monkeypatch.setattr(module, "open_kb", open_kb)
+    app = hashing_app()
 
     def run(*args: object) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["bekb", *map(str, args)])
-        with pytest.raises(SystemExit) as exit_:
-            app_module.main()
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err, err
-        return int(exit_.value.code or 0), out, err
+        done = invoke(app, args)
+        return done.code, done.out, done.err
 
     return run
 

@@ -10,22 +10,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conftest import HashingEmbedder
+from cli_support import hashing_app
 
-import bekb.cli.app as cli_app
-
-
-def _open_kb(ctx: Any, **flags: Any) -> Any:
-    from bekb import KnowledgeBase, Settings
-
-    settings = Settings.load(**{**(ctx.obj or {}), **flags})
-    return KnowledgeBase.open(settings, embedder=HashingEmbedder())
-
+from bekb.cli.app import run
 
 if __name__ == "__main__":
-    cli_app.open_kb = _open_kb  # before main() imports the command modules that bind it
-    cli_app.main()
+    sys.exit(run(hashing_app()))

@@ -27,7 +27,7 @@ sys.path.insert(0, str(TESTS / "indexing"))
 from index_worker import SlowEmbedder  # noqa: E402  (also puts tests/ on sys.path)
 
 from bekb import KnowledgeBase, Settings  # noqa: E402
-from bekb.embedding import EmbeddingCache  # noqa: E402
+from bekb.embedding.cache import EmbeddingCache  # noqa: E402
 from bekb.indexing import indexer  # noqa: E402
 from bekb.retrieval.bm25 import KeywordIndex  # noqa: E402
 from bekb.store import ChromaStore  # noqa: E402

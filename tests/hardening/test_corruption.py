@@ -22,7 +22,7 @@ from conftest import TINY_AGENT, HashingEmbedder, assert_consistent
 from hardening_support import error_line, probe, run_cli, tally
 
 from bekb import EmbeddingError, KnowledgeBase
-from bekb.indexing.indexer import bm25_folder
+from bekb.retrieval.bm25 import keyword_folder
 from bekb.settings import DEFAULT_EMBED_MODEL
 
 pytestmark = pytest.mark.hardening
@@ -130,7 +130,7 @@ KEYWORD_DAMAGE = {
 def _keyword_folder(kb: KnowledgeBase) -> Path:
     meta = kb.store.active()
     assert meta is not None
-    return bm25_folder(kb.settings.index_dir, meta.collection, meta.generation)
+    return keyword_folder(kb.settings.index_dir, meta.collection, meta.generation)
 
 
 @pytest.mark.parametrize("damage", list(KEYWORD_DAMAGE))

@@ -14,7 +14,7 @@ from conftest import TINY_AGENT, HashingEmbedder, assert_consistent, store_state
 from hardening_support import in_process_cli, tally
 
 from bekb import BekbError, KnowledgeBase, StoreError
-from bekb.embedding import EmbeddingCache
+from bekb.embedding.cache import EmbeddingCache
 from bekb.indexing import indexer
 from bekb.store import ChromaStore
 

@@ -32,7 +32,8 @@ from test_chunk_file import (  # the generators and checks of the chunking tests
 
 from bekb.chunking import chunk_file
 from bekb.chunking.markdown import MAX_TITLE_CHARS
-from bekb.embedding import TokenizerCounter, resolve_model
+from bekb.embedding.model import resolve_model
+from bekb.embedding.tokenizer import ModelTokenizer
 from bekb.settings import DEFAULT_EMBED_MODEL
 
 pytestmark = pytest.mark.hardening
@@ -47,8 +48,8 @@ CASES: Counter[str] = Counter()
 
 
 @pytest.fixture(scope="module")
-def counter() -> TokenizerCounter:
-    return TokenizerCounter.for_model(resolve_model(DEFAULT_EMBED_MODEL))
+def counter() -> ModelTokenizer:
+    return ModelTokenizer.for_model(resolve_model(DEFAULT_EMBED_MODEL))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -136,7 +137,7 @@ _DOCUMENTS = st.one_of(
 )
 
 
-def _check(counter: TokenizerCounter, path: str, text: str, window: int) -> None:
+def _check(counter: ModelTokenizer, path: str, text: str, window: int) -> None:
     chunks = chunk_file(path, text, SHA, counter, max_tokens=window)
     assert _covers(text, chunks), "text lost"
     assert _over_window(counter, chunks, window or counter.max_tokens) == []

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TINY_AGENT, HashingEmbedder, assert_consistent, store_state
+from conftest import TINY_AGENT, HashingEmbedder, assert_consistent, deny_reading, store_state
 from hardening_support import error_line, run_cli, tally
 
 from bekb import KnowledgeBase, UsageError
@@ -82,24 +82,12 @@ def messy_root(tiny_root: Path, tmp_path: Path) -> Path:
     return tiny_root
 
 
-def _unreadable(monkeypatch: pytest.MonkeyPatch, target: Path) -> None:
-    # Tests run as root, for whom chmod 000 changes nothing: fail the read itself.
-    real = Path.read_bytes
-
-    def read_bytes(self: Path) -> bytes:
-        if self == target:
-            raise PermissionError(13, "Permission denied")
-        return real(self)
-
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
-
-
 def test_a_messy_tree_indexes_the_good_files_and_says_why_for_each_bad_one(
     messy_root, tiny_settings, monkeypatch
 ):
     locked = messy_root / REFS / "locked.md"
     locked.write_text("# Locked\n\nNobody may read this.\n")
-    _unreadable(monkeypatch, locked)
+    deny_reading(monkeypatch, locked)
     kb = KnowledgeBase.open(tiny_settings, embedder=HashingEmbedder())
 
     report = kb.index()

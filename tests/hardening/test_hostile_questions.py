@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bekb import Answer, KnowledgeBase, Settings, UsageError
-from bekb.knowledge_base import MAX_K, MAX_QUESTION_CHARS
+from bekb.inputs import MAX_K, MAX_QUESTION_CHARS
 
 pytestmark = pytest.mark.hardening
 

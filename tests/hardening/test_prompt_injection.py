@@ -13,7 +13,7 @@ from conftest import HashingEmbedder
 from hardening_support import tally
 
 from bekb import KnowledgeBase
-from bekb.answering.persona import load_persona, system_prompt
+from bekb.answering.persona import system_prompt
 
 pytestmark = pytest.mark.hardening
 
@@ -52,7 +52,7 @@ def test_documents_reach_the_model_only_as_citable_search_results(poisoned, anth
 
     [request] = anthropic_server.requests
     body = request.body
-    persona = load_persona(poisoned.settings.root, poisoned.settings.agent_files[0])
+    persona = poisoned.persona()
     assert body["system"] == system_prompt(persona)
     [message] = body["messages"]
     *results, question = message["content"]

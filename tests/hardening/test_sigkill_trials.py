@@ -20,9 +20,10 @@ from hardening_support import TRIALS_ENV, Zygote, setting, tally
 
 from bekb import KnowledgeBase
 from bekb.chunking import chunk_file
-from bekb.embedding import TokenizerCounter, resolve_model
-from bekb.indexing.indexer import bm25_folder
+from bekb.embedding.model import resolve_model
+from bekb.embedding.tokenizer import ModelTokenizer
 from bekb.indexing.state import LoadedFile, read_source
+from bekb.retrieval.bm25 import keyword_folder
 
 pytestmark = pytest.mark.hardening
 
@@ -70,7 +71,7 @@ def write_notes(root: Path, rng: random.Random, generation: int, notes: list[str
     return deleted
 
 
-def expected_registry(kb: KnowledgeBase, counter: TokenizerCounter) -> dict[str, tuple[str, ...]]:
+def expected_registry(kb: KnowledgeBase, counter: ModelTokenizer) -> dict[str, tuple[str, ...]]:
     """What a clean build registers: every selected file's chunk ids, from the chunker."""
     selection = kb.selection()
     out = {}
@@ -85,14 +86,14 @@ def expected_registry(kb: KnowledgeBase, counter: TokenizerCounter) -> dict[str,
 def keyword_ids(kb: KnowledgeBase) -> list[str]:
     meta = kb.store.active()
     assert meta is not None
-    folder = bm25_folder(kb.settings.index_dir, meta.collection, meta.generation)
+    folder = keyword_folder(kb.settings.index_dir, meta.collection, meta.generation)
     return list(json.loads((folder / "chunk_ids.json").read_text()))
 
 
 @pytest.mark.timeout(300)
 def test_sigkill_at_any_step_of_a_build_never_loses_or_mixes_data(tiny_root, tiny_settings):
     rng = random.Random(20261126)
-    counter = TokenizerCounter.for_model(resolve_model(tiny_settings.embed_model))
+    counter = ModelTokenizer.for_model(resolve_model(tiny_settings.embed_model))
     notes: list[str] = []
     write_notes(tiny_root, rng, 0, notes)
     KnowledgeBase.open(tiny_settings, embedder=HashingEmbedder()).index()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from conftest import TINY_AGENT, HashingEmbedder, assert_consistent, store_state
+from conftest import TINY_AGENT, HashingEmbedder, assert_consistent, deny_reading, store_state
 
 from bekb import ConfigError, IndexLockedError, IndexNotBuiltError, KnowledgeBase, Settings
-from bekb.indexing.lock import write_lock
+from bekb.indexing.lock import index_write_lock
 
 TINY_FILES = [
     "alpha/skills/caching/SKILL.md",
@@ -160,14 +158,7 @@ def test_a_file_that_turns_unreadable_keeps_its_indexed_chunks(
     tiny_kb.index()
     before, _ = store_state(tiny_kb)
     target = tiny_root / "beta/docs/auth.md"
-    real_read = Path.read_bytes
-
-    def read_bytes(self: Path) -> bytes:
-        if self == target:
-            raise PermissionError(13, "Permission denied")
-        return real_read(self)
-
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    deny_reading(monkeypatch, target)
     report = tiny_kb.index()
 
     assert [(s.path, s.reason) for s in report.skipped] == [
@@ -198,7 +189,7 @@ def test_search_before_the_first_index_says_to_run_index(tiny_kb):
 def test_a_second_writer_fails_clearly_after_the_lock_timeout(tiny_settings, hashing_embedder):
     kb = KnowledgeBase.open(tiny_settings, embedder=hashing_embedder, lock_timeout=0.2)
     with (
-        write_lock(tiny_settings.index_dir, timeout=1),
+        index_write_lock(tiny_settings.index_dir, timeout=1),
         pytest.raises(IndexLockedError, match="another `bekb index` holds"),
     ):
         kb.index()

@@ -17,7 +17,7 @@ from conftest import TINY_AGENT, HashingEmbedder, assert_consistent, store_state
 
 from bekb import BekbError, IndexLockedError, IndexReport, KnowledgeBase, Settings
 from bekb.domain import SkippedFile
-from bekb.indexing.lock import write_lock
+from bekb.indexing.lock import index_write_lock
 from bekb.indexing.watch import WatchScope
 
 DEBOUNCE_MS = 150
@@ -213,7 +213,7 @@ def test_a_failed_rebuild_is_reported_and_the_next_change_is_indexed(tiny_settin
     thread.start()
     wait_until(lambda: len(reports) == 1, FIRST_BUILD_S)
     try:
-        with write_lock(tiny_settings.index_dir, timeout=0):  # another writer holds the index
+        with index_write_lock(tiny_settings.index_dir, timeout=0):  # another writer holds the index
             (tiny_root / SERVER).unlink()
             wait_until(lambda: len(errors) == 1)
         assert isinstance(errors[0], IndexLockedError)
@@ -311,7 +311,7 @@ def test_stop_ends_the_watcher_quickly_and_leaves_the_lock_free(watcher, tiny_se
     watcher.stop.set()
     watcher.thread.join(timeout=2)
     assert not watcher.thread.is_alive()
-    with write_lock(tiny_settings.index_dir, timeout=0):
+    with index_write_lock(tiny_settings.index_dir, timeout=0):
         pass
 
 
@@ -362,7 +362,7 @@ def test_cli_index_watch_prints_a_line_per_rebuild_and_stops_on_ctrl_c(tiny_root
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == "stopped watching"
-    with write_lock(index_dir, timeout=0):
+    with index_write_lock(index_dir, timeout=0):
         pass
 
 

@@ -259,8 +259,7 @@ def test_in_memory_server_answers_from_the_library(tiny_kb: KnowledgeBase) -> No
         "retry with backoff", tiny_kb.search("retry with backoff", k=2)
     )
     assert _error(missing) == (
-        "Error executing tool get_document: "
-        "'nowhere.md' is not an indexed file (see `bekb corpus status`)"
+        "Error executing tool get_document: 'nowhere.md' is not an indexed file"
     )
 
 

@@ -3,13 +3,11 @@ source when one of the files is; the evaluation counts the copies at that hit's 
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import invoke, model_app
 from conftest import TINY_AGENT, HashingEmbedder
 
 from bekb import Copy, Hit, KnowledgeBase, Settings
@@ -122,24 +120,15 @@ def test_the_evaluation_counts_a_relevant_copy_at_its_hits_rank():
     assert rank_of(question, paths, copies=((), ("plugin/a.md",))) == 2
 
 
-@pytest.mark.timeout(600)
-def test_the_cli_shows_where_else_a_passage_appears(copied_workspace: Settings):
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("BEKB_", "ANTHROPIC_"))},
-        "BEKB_AGENT_FILES": TINY_AGENT,
-        "BEKB_SCOPE": "workspace",
-        "BEKB_INDEX_BACKEND": "torch",  # no ONNX export: this test is about the output
-        "BEKB_QUERY_BACKEND": "torch",
-    }
-    root, index_dir = str(copied_workspace.root), str(copied_workspace.index_dir)
-    command = [sys.executable, "-m", "bekb", "--root", root, "--index-dir", index_dir]
+def test_the_cli_shows_where_else_a_passage_appears(copied_workspace: Settings, real_embedder):
+    env = {"BEKB_AGENT_FILES": TINY_AGENT, "BEKB_SCOPE": "workspace"}
+    app = model_app(real_embedder)
+    root = ["--root", copied_workspace.root, "--index-dir", copied_workspace.index_dir]
 
     def run(*args: str) -> str:
-        done = subprocess.run(
-            [*command, *args], capture_output=True, text=True, env=env, timeout=300, check=False
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        done = invoke(app, [*root, *args], env=env)
+        assert done.code == 0, done.err
+        return done.out
 
     run("index", "--json")
     shown = run("search", QUERY, "-k", "3").splitlines()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bekb import EmbeddingError, KnowledgeBase
-from bekb.embedding import resolve_model
+from bekb.embedding.model import resolve_model
 from bekb.settings import DEFAULT_EMBED_MODEL
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import DEV_QUESTIONS
 
 from bekb import KnowledgeBase
 from bekb.domain import Chunk, HitExplain
@@ -131,19 +130,6 @@ def test_an_unreadable_candidate_vector_falls_back_to_rank_fusion(
         (h.path, h.start_line, h.score) for h in by_rank.search(query, k=10)
     ]
     assert any(h.explain.dense_rank is None for h in hits)
-
-
-@pytest.mark.skipif(not DEV_QUESTIONS.exists(), reason="no ../shared/eval/dev.jsonl")
-def test_retrieval_quality_on_the_dev_questions_stays_above_its_floor(cited_kb):
-    # Floors a question or two under what the default settings measure (docs/benchmarks.md),
-    # so a change that costs retrieval quality fails here, not in a user's answer.
-    overall = cited_kb.evaluate(DEV_QUESTIONS).as_dict()["overall"]
-    assert overall["hit@1"] >= 0.81
-    assert overall["hit@5"] >= 0.96
-    assert overall["mrr@10"] >= 0.87
-    assert overall["evidence@5"] >= 0.89
-    assert overall["abstain_rate"] >= 0.75
-    assert overall["false_abstain_rate"] <= 0.05
 
 
 def test_search_on_the_real_corpus_puts_the_saga_skill_first(cited_kb):

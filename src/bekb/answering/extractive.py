@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 
+from bekb.chunking.markdown import fence_after
 from bekb.domain import Chunk, Citation, Hit
 
 # Passages quoted by an extractive answer.
 PASSAGES = 3
 ENABLE_HINT = "Set ANTHROPIC_API_KEY to have Claude synthesise an answer from these passages."
-_FENCE = re.compile(r"^ {0,3}(?:```|~~~)", re.MULTILINE)
 
 
 def whole_code_blocks(hit: Hit, file_chunks: Sequence[Chunk]) -> Hit:
@@ -25,18 +24,14 @@ def whole_code_blocks(hit: Hit, file_chunks: Sequence[Chunk]) -> Hit:
     if not hit.chunk_ids or hit.chunk_ids[0] not in ids or hit.chunk_ids[-1] not in ids:
         return hit
     first, last = ids.index(hit.chunk_ids[0]), ids.index(hit.chunk_ids[-1])
-
-    def fences(chunk: Chunk) -> int:
-        return len(_FENCE.findall(chunk.text))
-
-    before = sum(fences(c) for c in ordered[:first])
-    while before % 2 and first > 0:  # the passage starts inside a code block
+    # open_at[i]: the fence still open where chunk i starts (None: outside any code block)
+    open_at: list[str | None] = [None]
+    for chunk in ordered:
+        open_at.append(fence_after(chunk.text, open_at[-1]))
+    while open_at[first] is not None and first > 0:  # the passage starts inside a code block
         first -= 1
-        before -= fences(ordered[first])
-    inside = sum(fences(c) for c in ordered[first : last + 1])
-    while (before + inside) % 2 and last < len(ordered) - 1:  # ... or ends inside one
+    while open_at[last + 1] is not None and last < len(ordered) - 1:  # ... or ends inside one
         last += 1
-        inside += fences(ordered[last])
     span = ordered[first : last + 1]
     if len(span) == len(hit.chunk_ids):
         return hit

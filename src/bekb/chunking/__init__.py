@@ -15,7 +15,7 @@ from bekb.chunking.blocks import (
     pieces_of_lines,
     split_lines,
 )
-from bekb.chunking.markdown import first_heading, sections
+from bekb.chunking.markdown import first_heading, is_code_block, sections
 from bekb.chunking.syntax import GRAMMARS, code_blocks
 from bekb.domain import Chunk, ChunkKind
 from bekb.errors import ConfigError
@@ -67,7 +67,9 @@ def chunk_file(
     for run, piece in placed:
         if not piece.text.strip():
             continue
-        kind = run.kind if run.kind != "prose" else _kind_of(piece.text)
+        kind = (
+            run.kind if run.kind != "prose" else ("code" if is_code_block(piece.text) else "prose")
+        )
         body = f"{run.context}\n{piece.text}"
         seen[body] += 1
         digest = hashlib.sha256(f"{path}\0{body}\0{seen[body]}".encode()).hexdigest()
@@ -250,9 +252,3 @@ def _refit(
             continue
         todo.extend(reversed(parts))
     return out
-
-
-def _kind_of(text: str) -> ChunkKind:
-    stripped = text.strip()
-    fenced = stripped.startswith(("```", "~~~")) and stripped.endswith(("```", "~~~"))
-    return "code" if fenced else "prose"

@@ -9,15 +9,19 @@ import typer
 
 from bekb import contracts
 from bekb.cli import render
-from bekb.cli.app import EXIT_FAILURE, app, open_kb
-
-corpus_app = typer.Typer(
-    help="The corpus: which files are cited, and syncing them.", no_args_is_help=True
-)
-app.add_typer(corpus_app, name="corpus")
+from bekb.cli.app import EXIT_FAILURE, open_kb
 
 
-@corpus_app.command("status")
+def register(app: typer.Typer) -> None:
+    """Add `bekb corpus status|sync` to `app`."""
+    group = typer.Typer(
+        help="The corpus: which files are cited, and syncing them.", no_args_is_help=True
+    )
+    group.command("status")(corpus_status_command)
+    group.command("sync")(corpus_sync_command)
+    app.add_typer(group, name="corpus")
+
+
 def corpus_status_command(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
@@ -39,7 +43,6 @@ def corpus_status_command(
         typer.echo(f"  {'refused':10} {refused.path}: {refused.reason}")
 
 
-@corpus_app.command("sync")
 def corpus_sync_command(
     ctx: typer.Context,
     mirror: Annotated[
@@ -53,7 +56,9 @@ def corpus_sync_command(
 ) -> None:
     """Fetch the pinned corpus into the root, verifying every sha256.
 
-    Offline, copy from a mirror: bekb corpus sync --from ../shared/corpus
+    Offline, copy from a mirror (another workspace root) with --from.
+
+    Example: bekb corpus sync --from ../shared/corpus
     """
     report = open_kb(ctx).sync(mirror=mirror, lock_file=lock)
     if json_out:

@@ -12,10 +12,15 @@ import typer
 
 from bekb import contracts
 from bekb.cli import render
-from bekb.cli.app import app, open_kb
+from bekb.cli.app import open_kb
 
 
-@app.command("index")
+def register(app: typer.Typer) -> None:
+    """Add `bekb index` and `bekb status` to `app`."""
+    app.command("index")(index_command)
+    app.command("status")(status_command)
+
+
 def index_command(
     ctx: typer.Context,
     full: Annotated[bool, typer.Option("--full", help="Rebuild everything from scratch.")] = False,
@@ -115,7 +120,6 @@ def _stop_on_ctrl_c() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-@app.command("status")
 def status_command(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,

@@ -6,10 +6,14 @@ from typing import Annotated
 
 import typer
 
-from bekb.cli.app import app, open_kb
+from bekb.cli.app import open_kb
 
 
-@app.command("mcp")
+def register(app: typer.Typer) -> None:
+    """Add `bekb mcp` to `app`."""
+    app.command("mcp")(mcp_command)
+
+
 def mcp_command(
     ctx: typer.Context,
     http: Annotated[

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bekb import UsageError, contracts
 from bekb.cli import render
-from bekb.cli.app import EXIT_EMPTY, app, open_kb
-from bekb.knowledge_base import MAX_K, MAX_QUESTION_CHARS
+from bekb.cli.app import EXIT_EMPTY, open_kb
+from bekb.inputs import MAX_K, check_k, check_text
+
+if TYPE_CHECKING:
+    from bekb import KnowledgeBase
+
+
+def register(app: typer.Typer) -> None:
+    """Add `bekb search` and `bekb ask` to `app`."""
+    app.command("search")(search_command)
+    app.command("ask")(ask_command)
 
 
 def argument_text(value: str) -> str:
@@ -24,26 +33,11 @@ def argument_text(value: str) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def check_input(text: str, what: str, k: int | None) -> None:
-    """Refuse unusable input at once, before a first run spends minutes building the index.
-
-    Same rules as the library: something printable to search for, at most
-    MAX_QUESTION_CHARS characters, k of at least 1 (above MAX_K it is capped).
-    """
-    if not any(ch.isprintable() and not ch.isspace() for ch in text):
-        raise UsageError(f"the {what} is empty")
-    if len(text) > MAX_QUESTION_CHARS:
-        raise UsageError(f"the {what} is {len(text)} characters; the limit is {MAX_QUESTION_CHARS}")
-    if k is not None and k < 1:
-        raise UsageError(f"k must be at least 1 (got {k})")
-
-
-def ready_kb(ctx: typer.Context, *, quiet: bool, refresh: bool) -> Any:
+def ready(kb: KnowledgeBase, *, quiet: bool, refresh: bool) -> KnowledgeBase:
     """The knowledge base, its index built first if this is the first run.
 
     Warns (one line, stderr) when indexed files changed since, unless they are refreshed.
     """
-    kb = open_kb(ctx)
     if kb.is_built():
         if not (refresh or kb.settings.auto_refresh):
             stale = kb.stale()
@@ -74,7 +68,6 @@ FailEmpty = Annotated[
 ]
 
 
-@app.command("search")
 def search_command(
     ctx: typer.Context,
     query: Annotated[str, typer.Argument(help="What to look for.")],
@@ -94,8 +87,9 @@ def search_command(
     Example: bekb search "saga compensation" -k 5
     """
     query = argument_text(query)
-    check_input(query, "query", k)
-    kb = ready_kb(ctx, quiet=json_out, refresh=refresh)
+    check_text(query, "query")  # at once: a first run would build the index before failing
+    check_k(k)
+    kb = ready(open_kb(ctx), quiet=json_out, refresh=refresh)
     hits = kb.search(query, k=k, refresh=refresh)
     if json_out:
         render.print_json(contracts.search_json(query, hits))
@@ -117,7 +111,6 @@ def search_command(
         raise typer.Exit(EXIT_EMPTY)
 
 
-@app.command("ask")
 def ask_command(
     ctx: typer.Context,
     question: Annotated[str, typer.Argument(help="Your question.")],
@@ -150,9 +143,13 @@ def ask_command(
         raise UsageError(f"unknown --llm {llm!r}: the only provider is 'anthropic'")
     question = argument_text(question)
     persona = argument_text(persona) if persona is not None else None
-    check_input(question, "question", k)
+    check_text(question, "question")
+    check_k(k)
     use_llm = False if no_llm else (True if llm else None)
-    kb = ready_kb(ctx, quiet=json_out, refresh=refresh)
+    kb = open_kb(ctx)
+    if use_llm and not kb.settings.llm_enabled:
+        raise UsageError("--llm anthropic needs ANTHROPIC_API_KEY")
+    kb = ready(kb, quiet=json_out, refresh=refresh)
     streamed: list[str] = []
 
     def show(delta: str) -> None:

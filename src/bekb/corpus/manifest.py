@@ -106,7 +106,7 @@ def read_lock(path: Path) -> Lock:
         ) from exc
 
 
-def write_lock(lock: Lock, path: Path) -> None:
+def save_lock(lock: Lock, path: Path) -> None:
     """Write the lock as pretty, key-sorted JSON (files sorted by path), atomically."""
     payload = {
         "version": lock.version,

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 
+from bekb.corpus.agents import is_agent_path, skipped_dir
 from bekb.domain import SkippedFile
 from bekb.errors import ConfigError, CorpusError
+from bekb.files import FileBytes, inside, is_regular_file, read_regular
 
 # File types worth indexing; anything else in a skill folder (images, archives) is ignored.
 INDEXABLE_SUFFIXES = frozenset(
@@ -129,15 +131,15 @@ def select_files(
         refused.setdefault(path, SkippedFile(path, reason))
 
     for agent in agents:
-        agent_path = _inside(root, agent)
+        agent_path = inside(root, agent)
         if agent_path is None:
             refuse(agent, "agent file is outside the workspace root")
             continue
         stamps.add(agent_path)
-        try:
-            agent_text = agent_path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise CorpusError(f"cannot read agent file {agent}: {exc.strerror or exc}") from exc
+        got = read_regular(root, agent)
+        if not isinstance(got, FileBytes):
+            raise CorpusError(f"cannot read agent file {agent}: {got.reason}")
+        agent_text = got.data.decode("utf-8", errors="replace")
         for cited in cited_paths(agent_text):
             _add_citation(root, cited, chosen, unresolved, refuse, stamps)
         for cited in dict.fromkeys(_SPAN.findall(agent_text)):
@@ -157,10 +159,12 @@ def select_files(
             rel = path.relative_to(root).as_posix()
             if path.is_symlink() and not path.exists():
                 refuse(rel, "broken or looping symlink")
-            elif _inside(root, rel) is None:
+            elif inside(root, rel) is None:
                 refuse(rel, "symlink points outside the workspace root")
-            elif path.is_file():
+            elif is_regular_file(path):
                 chosen.add(rel)
+            elif path.exists() and not path.is_dir():
+                refuse(rel, "not a regular file")
 
     excluded = tuple(exclude)
     chosen.difference_update(PurePosixPath(agent).as_posix() for agent in agents)
@@ -205,10 +209,13 @@ def _add_citation(
         if candidate.is_symlink() and not candidate.exists():
             refuse(rel, "broken or looping symlink")
             return
-        if candidate.exists() and _inside(root, rel) is None:
+        if candidate.exists() and inside(root, rel) is None:
             refuse(rel, "cited path resolves outside the workspace root (symlink)")
             return
         is_file = candidate.is_file()
+        if not is_file and candidate.exists() and not candidate.is_dir():
+            refuse(rel, "not a regular file")
+            return
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte: not a usable path
         refuse(rel, f"cited path cannot be opened ({getattr(exc, 'strerror', None) or exc})")
         return
@@ -243,20 +250,13 @@ def _skill_folder_files(
 
 def _is_workspace_file(rel: str) -> bool:
     """Skill files and agent files: the workspace scope's definition of "knowledge"."""
-    parts = PurePosixPath(rel).parts
-    if parts[-1] == SKILL_FILE:
-        return True
-    if not rel.endswith(".md"):
-        return False
-    # An agent file sits in a folder named `agents` below the repository folder (not the
-    # repository that happens to be called "agents"), or under `specialists/`.
-    return "agents" in parts[1:-1] or parts[0] == "specialists"
+    return PurePosixPath(rel).name == SKILL_FILE or is_agent_path(rel)
 
 
 def _walk(root: Path, folder: Path, refuse: _Refuse, stamps: _Stamps) -> Iterator[str]:
     """Indexable files below `folder`, as root-relative paths; never follows links out."""
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not skipped_dir(d))
         base = Path(dirpath)
         stamps.add(base)
         for name in sorted(filenames):
@@ -268,16 +268,10 @@ def _walk(root: Path, folder: Path, refuse: _Refuse, stamps: _Stamps) -> Iterato
                 if not path.exists():
                     refuse(rel, "broken or looping symlink")
                     continue
-                if _inside(root, rel) is None:
+                if inside(root, rel) is None:
                     refuse(rel, "symlink points outside the workspace root")
                     continue
+            if not is_regular_file(path):
+                refuse(rel, "not a regular file (a FIFO, device or socket)")
+                continue
             yield rel
-
-
-def _inside(root: Path, rel: str) -> Path | None:
-    """`root/rel` if it resolves inside the root (symlinks followed), else None."""
-    try:
-        resolved = (root / rel).resolve()
-    except (OSError, RuntimeError):  # symlink loop
-        return None
-    return resolved if resolved.is_relative_to(root) else None

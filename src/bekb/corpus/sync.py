@@ -9,7 +9,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 from urllib.parse import quote
@@ -17,6 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from bekb.corpus.manifest import Lock, LockedFile, LockedRepo
+from bekb.domain import RepoSyncReport, SyncFailure, SyncReport
 from bekb.errors import ConfigError, CorpusError, one_line
 
 DEFAULT_RAW_URL = "https://raw.githubusercontent.com/{owner}/{repo}/{commit}/{path}"
@@ -27,44 +27,6 @@ _OVERSIZE_SLACK = 1 << 20
 _GITHUB = re.compile(r"^https://github\.com/([^/\s]+)/([^/\s]+?)(?:\.git)?/?$")
 
 Outcome = Literal["fetched", "copied", "skipped"]
-
-
-@dataclass(frozen=True)
-class SyncFailure:
-    """A file that could not be synced, and why (one line)."""
-
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
-
-
-@dataclass(frozen=True)
-class RepoSyncReport:
-    """What a sync did for one repository's files."""
-
-    name: str
-    fetched: int = 0
-    copied: int = 0
-    skipped: int = 0
-    failed: int = 0
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    """What a sync did: counts per repository (sorted by name) and every failure."""
-
-    root: Path
-    repos: tuple[RepoSyncReport, ...]
-    failures: tuple[SyncFailure, ...]
-    unpinned: tuple[str, ...] = ()  # cited files the lock lacks
-    repin: str = ""  # the command that re-pins them
-
-    @property
-    def ok(self) -> bool:
-        """True when every locked file is now present with its pinned sha256."""
-        return not self.failures
 
 
 class _Refused(Exception):

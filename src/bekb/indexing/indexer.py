@@ -24,20 +24,25 @@ import numpy as np
 
 from bekb.chunking import CHUNKER_VERSION, TokenCounter, chunk_file
 from bekb.corpus.selection import Selection
-from bekb.domain import Chunk, IndexReport, Progress
-from bekb.embedding import Embedder, EmbeddingCache, ModelSpec, text_key
+from bekb.domain import Chunk, FileRecord, IndexMeta, IndexReport, Progress
+from bekb.embedding.cache import EmbeddingCache, text_key
+from bekb.embedding.model import Embedder, ModelSpec
 from bekb.errors import IndexStateError, StoreError
 from bekb.indexing.state import LoadedFile, Plan, plan
 from bekb.retrieval import adapter as query_adapter
 from bekb.retrieval.adapter import QueryAdapter, fit, pseudo_queries, stored_adapter
-from bekb.retrieval.bm25 import KEYWORD_VERSION, KeywordIndex
-from bekb.store import ChromaStore, FileRecord, IndexMeta
+from bekb.retrieval.bm25 import (
+    KeywordIndex,
+    keyword_folder,
+    load_keyword_index,
+    save_keyword_index,
+)
+from bekb.store import ChromaStore
 
 ProgressCallback = Callable[[Progress], None]
 # Files committed per registry write: a kill loses at most this much finished work.
 COMMIT_EVERY = 64
 EMBED_BATCH = 256
-# Written beside a keyword index: sha256 of each of its files, checked by later runs.
 
 
 @dataclass(frozen=True)
@@ -52,11 +57,6 @@ class BuildSettings:
         """Changes whenever vectors or chunk boundaries would: a different index."""
         text = f"{self.model.fingerprint}|{CHUNKER_VERSION}|{self.chunk_tokens}"
         return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def bm25_folder(index_dir: Path, key: str, generation: int) -> Path:
-    """Where the keyword index of one committed generation lives."""
-    return index_dir / "bm25" / f"{key}-{generation}-v{KEYWORD_VERSION}"
 
 
 class Indexer:
@@ -293,15 +293,10 @@ class Indexer:
 
     def _save_keyword_index(self, key: str, generation: int, chunks: Sequence[Chunk]) -> None:
         index = KeywordIndex.build([c.id for c in chunks], [c.embed_text for c in chunks])
-        folder = bm25_folder(self.index_dir, key, generation)
-        tmp = folder.with_name(folder.name + ".tmp")
+        folder = keyword_folder(self.index_dir, key, generation)
         try:
-            shutil.rmtree(tmp, ignore_errors=True)
-            index.save(tmp)
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.rename(folder)
+            save_keyword_index(index, folder)
         except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
             raise IndexStateError(
                 f"cannot write the keyword index in {folder.parent}: {exc.strerror or exc} "
                 "(free some space, then run `bekb index` again; the previous index still serves)"
@@ -350,13 +345,9 @@ class Indexer:
         A run killed between committing files and saving their keyword index, or a damaged
         folder, would otherwise leave lexical search blind to some chunks for good.
         """
-        folder = bm25_folder(self.index_dir, key, generation)
+        folder = keyword_folder(self.index_dir, key, generation)
         wanted = [cid for record in live.values() for cid in record.chunk_ids]
-        try:
-            KeywordIndex.load(folder, expect=wanted)
-        except (OSError, ValueError, KeyError, IndexError):
-            return False
-        return True
+        return load_keyword_index(folder, wanted) is not None
 
     def _tidy(self, meta: IndexMeta) -> None:
         """Drop what the new active index replaced: old collections, old keyword indexes."""
@@ -364,8 +355,8 @@ class Indexer:
             if stale != meta.collection:
                 self.store.drop(stale)
         keep = {
-            bm25_folder(self.index_dir, meta.collection, meta.generation).name,
-            bm25_folder(self.index_dir, meta.collection, meta.generation - 1).name,
+            keyword_folder(self.index_dir, meta.collection, meta.generation).name,
+            keyword_folder(self.index_dir, meta.collection, meta.generation - 1).name,
         }
         for folder in (self.index_dir / "bm25").glob("*"):
             if folder.name not in keep:

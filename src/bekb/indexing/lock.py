@@ -14,7 +14,7 @@ LOCK_NAME = "write.lock"
 
 
 @contextlib.contextmanager
-def write_lock(index_dir: Path, timeout: float) -> Iterator[None]:
+def index_write_lock(index_dir: Path, timeout: float) -> Iterator[None]:
     """Hold the index write lock, waiting up to `timeout` seconds for another writer."""
     index_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(index_dir / LOCK_NAME), timeout=timeout)

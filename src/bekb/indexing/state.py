@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bekb.domain import SkippedFile, SourceFile
-from bekb.store import FileRecord
+from bekb.domain import FileRecord, SkippedFile, SourceFile
+from bekb.files import Unreadable, read_regular
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,10 @@ class Plan:
 
 def read_source(root: Path, path: str) -> LoadedFile | SkippedFile:
     """Read one file as UTF-8 text, or say why it cannot be indexed."""
-    full = root / path
-    try:
-        stat = full.stat()
-        data = full.read_bytes()
-    except PermissionError:
-        return SkippedFile(path, "unreadable (permission denied)")
-    except OSError as exc:
-        return SkippedFile(path, f"unreadable ({exc.strerror or exc})")
+    got = read_regular(root, path)
+    if isinstance(got, Unreadable):
+        return SkippedFile(path, got.reason)
+    data = got.data
     if b"\x00" in data:
         return SkippedFile(path, "binary file (contains NUL bytes)")
     try:
@@ -55,7 +51,7 @@ def read_source(root: Path, path: str) -> LoadedFile | SkippedFile:
     except UnicodeDecodeError as exc:
         return SkippedFile(path, f"not valid UTF-8 (byte {exc.start})")
     digest = hashlib.sha256(data).hexdigest()
-    return LoadedFile(SourceFile(path, digest, stat.st_size, stat.st_mtime_ns), text)
+    return LoadedFile(SourceFile(path, digest, got.size, got.mtime_ns), text)
 
 
 def plan(

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bekb.domain import Chunk
-from bekb.retrieval.bm25 import NPY_LOADING
-from bekb.store import ChromaStore, IndexMeta
+from bekb.chunking.markdown import prose_of
+from bekb.domain import Chunk, IndexMeta
+from bekb.files import NUMPY_LOADING
+from bekb.store import ChromaStore
 
 # Bump when pseudo-queries or the fit change: stored adapters of another version are refitted.
 ADAPTER_VERSION = 1
@@ -80,7 +81,7 @@ def pseudo_queries(chunks: Sequence[Chunk]) -> list[tuple[str, int]]:
             pairs.append((heading, position))
         sentences = [
             s.strip()
-            for s in _SENTENCE_BREAK.split(_prose(chunk.text))
+            for s in _SENTENCE_BREAK.split(prose_of(chunk.text))
             if SENTENCE_WORDS[0] <= len(s.split()) <= SENTENCE_WORDS[1]
             and not s.strip().startswith(("|", "#"))
         ]
@@ -161,7 +162,7 @@ class QueryAdapter:
         """Read what `to_bytes` wrote; ValueError unless it holds a finite `dimensions` x
         `dimensions` matrix (damaged, or fitted for another model)."""
         try:
-            with NPY_LOADING, np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            with NUMPY_LOADING, np.load(io.BytesIO(data), allow_pickle=False) as stored:
                 matrix, counts = stored["matrix"], stored["counts"]
         except (zipfile.BadZipFile, KeyError, EOFError, OSError) as exc:
             raise ValueError("the stored query adapter is damaged") from exc
@@ -182,17 +183,6 @@ def stored_adapter(store: ChromaStore, meta: IndexMeta) -> QueryAdapter | None:
         return None if data is None else QueryAdapter.from_bytes(data, meta.dimensions)
     except ValueError:
         return None
-
-
-def _prose(text: str) -> str:
-    """`text` without its fenced code blocks."""
-    kept, fenced = [], False
-    for line in text.splitlines():
-        if line.lstrip().startswith(("```", "~~~")):
-            fenced = not fenced
-        elif not fenced:
-            kept.append(line)
-    return "\n".join(kept)
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:

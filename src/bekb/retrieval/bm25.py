@@ -1,19 +1,19 @@
-"""Lexical ranking: BM25 (bm25s) over chunk texts, saved beside the index and memory-mapped."""
+"""Lexical ranking: BM25 (bm25s) over chunk texts, saved beside the index and memory-mapped.
+
+This module owns the keyword index's files too: where a generation's index lives
+(`keyword_folder`), how it is written (whole or not at all) and how it is read back verified.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-# np.load parses each .npy header with ast.literal_eval, and CPython 3.11's AST conversion
-# keeps a recursion counter that is not thread-safe: readers loading a new generation at once
-# fail with "SystemError: AST constructor recursion depth mismatch". One load at a time.
-NPY_LOADING = threading.Lock()
+from bekb.files import NUMPY_LOADING, atomic_folder
 
 STOPWORDS = "english"
 CHECKSUMS = "bekb-checksums.json"
@@ -103,7 +103,7 @@ class KeywordIndex:
         vocabulary = set(json.loads((folder / "vocabulary.json").read_text()))
         if not chunk_ids:
             return cls(chunk_ids, bm25s.BM25(), vocabulary)
-        with NPY_LOADING:
+        with NUMPY_LOADING:
             model = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
         return cls(chunk_ids, model, vocabulary)
 
@@ -141,6 +141,28 @@ class KeywordIndex:
             return None
         tokens = _tokenize([query], ids=False)[0]
         return self._model.get_scores(tokens) if tokens else None
+
+
+def keyword_folder(index_dir: Path, key: str, generation: int) -> Path:
+    """Where the keyword index of one committed generation of index `key` lives."""
+    return index_dir / "bm25" / f"{key}-{generation}-v{KEYWORD_VERSION}"
+
+
+def save_keyword_index(index: KeywordIndex, folder: Path) -> None:
+    """Write `index` to `folder` whole or not at all (a reader never sees a part).
+
+    Raises:
+        OSError: the folder cannot be written (full disk, read-only index dir).
+    """
+    atomic_folder(folder, index.save)
+
+
+def load_keyword_index(folder: Path, expect: Collection[str]) -> KeywordIndex | None:
+    """The keyword index in `folder` if it is whole and covers exactly `expect`, else None."""
+    try:
+        return KeywordIndex.load(folder, expect=expect)
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
 
 
 def _checksums(folder: Path) -> dict[str, str]:

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import shutil
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from bekb.domain import Chunk, Copy, Hit, HitExplain
-from bekb.embedding import Embedder, Vectors
+from bekb.domain import Chunk, Copy, FileRecord, Hit, HitExplain, IndexMeta
+from bekb.embedding.model import Embedder, Vectors
 from bekb.errors import IndexNotBuiltError
-from bekb.indexing.indexer import bm25_folder
 from bekb.retrieval.adapter import QueryAdapter, stored_adapter
-from bekb.retrieval.bm25 import KeywordIndex
+from bekb.retrieval.bm25 import (
+    KeywordIndex,
+    keyword_folder,
+    load_keyword_index,
+    save_keyword_index,
+)
 from bekb.retrieval.fusion import Fused, convex_fusion, reciprocal_rank_fusion
 from bekb.retrieval.rerank import RERANK_CANDIDATES, Reranker
-from bekb.store import ChromaStore, FileRecord, IndexMeta
+from bekb.store import ChromaStore
 
 # Candidates each retriever contributes before fusion. Every one is scored by both, so a
 # wider pool lets a chunk that one retriever ranks far down still win on the other's score:
@@ -218,25 +222,19 @@ class Retriever:
         )
 
     def _keywords(self, meta: IndexMeta, records: dict[str, FileRecord]) -> KeywordIndex:
-        folder = bm25_folder(self.index_dir, meta.collection, meta.generation)
+        folder = keyword_folder(self.index_dir, meta.collection, meta.generation)
         live = [cid for record in records.values() for cid in record.chunk_ids]
-        try:
-            return KeywordIndex.load(folder, expect=live)
-        except (OSError, ValueError, KeyError, IndexError):
-            pass
+        loaded = load_keyword_index(folder, live)
+        if loaded is not None:
+            return loaded
         # Not built here yet (server mode, another machine indexed) or damaged: rebuild from
         # the store and keep it as this machine's cache.
         chunks = {c.id: c for c in self.store.get_chunks(meta.collection, live)}
         ids = [cid for cid in live if cid in chunks]
         index = KeywordIndex.build(ids, [chunks[cid].embed_text for cid in ids])
-        tmp = folder.with_name(folder.name + ".tmp")
-        try:
-            shutil.rmtree(tmp, ignore_errors=True)
-            index.save(tmp)
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.rename(folder)
-        except OSError:
-            pass  # a read-only or racing index dir: the in-memory index still serves
+        # A read-only or racing index dir: the in-memory index still serves.
+        with contextlib.suppress(OSError):
+            save_keyword_index(index, folder)
         return index
 
 

@@ -1,14 +1,14 @@
-"""ChromaStore: chunks, the file registry and the active-index pointer, all kept in Chroma.
+"""ChromaStore: chunks, the file registry and the index's meta records, all kept in Chroma.
 
 The index state lives in Chroma itself (not in a side file) so that an embedded store and a
 shared `chroma run` server behave the same, and two machines on one server see one truth.
 Three collections per knowledge base (prefix `bekb`):
-`bekb-meta` (one record: which index is active), `bekb-chunks-<fp>` (vectors, text and
-citation metadata) and `bekb-files-<fp>` (one record per file: hash and chunk ids; writing it
-is the commit point of that file). `<fp>` fingerprints the model and chunker settings, so a
-different model builds beside the old index and never mixes with it. A replaced index is
-renamed `bekb-retired-<ms>-...` and deleted a grace period later, so searches that began on
-it (in any process) finish.
+`bekb-meta` (small records: which index is active, query adapters, the writer lease),
+`bekb-chunks-<fp>` (vectors, text and citation metadata) and `bekb-files-<fp>` (one record
+per file: hash and chunk ids; writing it is the commit point of that file). `<fp>`
+fingerprints the model and chunker settings, so a different model builds beside the old
+index and never mixes with it. A replaced index is renamed `bekb-retired-<ms>-...` and
+deleted a grace period later, so searches that began on it (in any process) finish.
 """
 
 from __future__ import annotations
@@ -17,31 +17,24 @@ import base64
 import contextlib
 import functools
 import json
-import os
-import socket
-import threading
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
-from bekb.domain import Chunk
-from bekb.errors import IndexLockedError, StoreError, one_line
+from bekb.domain import Chunk, FileRecord, IndexMeta
+from bekb.errors import StoreError, one_line
 
 if TYPE_CHECKING:
-    from bekb.embedding import Vectors
+    import numpy as np
+    from numpy.typing import NDArray
+
+    Vectors = NDArray[np.float32]
 
 ACTIVE = "active"
-LEASE = "writer"
 # Records per read: well under the ~32k SQL variables SQLite allows in one statement.
 READ_BATCH = 5000
-# Seconds a writer's lease lasts unless renewed (a killed writer blocks others this long).
-LEASE_TTL = 60.0
-# Pause between writing the lease and reading it back: far above one request's latency.
-LEASE_SETTLE = 0.3
-LEASE_POLL = 0.5
 # Seconds a request to a Chroma server may take before it counts as a failure.
 HTTP_TIMEOUT = 60.0
 _UNIT = [1.0]  # registry records need an embedding; they are never searched by vector
@@ -54,35 +47,6 @@ RETIRE_GRACE = 60.0
 # approximation cost two dev questions their top-5 hit; 500 finds 99.9% for about 1 ms more.
 HNSW_EF_SEARCH = 500
 HNSW = {"space": "cosine", "ef_search": HNSW_EF_SEARCH}
-
-
-@dataclass(frozen=True)
-class IndexMeta:
-    """The active index: what built it, and its generation (bumped by every commit)."""
-
-    fingerprint: str  # of the model and chunker settings
-    collection: str  # suffix of this index's collections (a --full rebuild gets a new one)
-    embed_model: str
-    model_fingerprint: str
-    dimensions: int
-    chunker_version: str
-    chunk_tokens: int
-    generation: int
-    built_at: str
-    build_seconds: float
-    agent_files: str  # JSON list
-    unresolved: str  # JSON list
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """A committed file: its hash and stat at indexing time, and its chunk ids in order."""
-
-    path: str
-    sha256: str
-    size: int
-    mtime_ns: int
-    chunk_ids: tuple[str, ...]
 
 
 @contextlib.contextmanager
@@ -140,7 +104,9 @@ class ChromaStore:
                 _bound_http_timeout(self._client, HTTP_TIMEOUT)
                 self._client.heartbeat()
             else:
-                self._client = _persistent_client(index_dir / "chroma", chroma_settings)
+                # Resolved: one folder reached by two spellings (a symlink, a relative path)
+                # must share one client; two would corrupt each other's view of it.
+                self._client = _persistent_client((index_dir / "chroma").resolve(), chroma_settings)
         self._cache: dict[str, Any] = {}
 
     @property
@@ -206,20 +172,18 @@ class ChromaStore:
     def _files_name(self, key: str) -> str:
         return f"{self.prefix}-files-{key}"
 
-    # -- the active pointer --------------------------------------------------------------
+    # -- meta records: the active pointer and the query adapters ---------------------------
+
+    @property
+    def meta(self) -> MetaRecords:
+        """The `<prefix>-meta` collection: small records by id (pointer, adapters, lease)."""
+        return MetaRecords(self)
 
     def active(self) -> IndexMeta | None:
         """The committed index, or None before the first build."""
-        got = self._use(
-            f"{self.prefix}-meta",
-            "read the index pointer",
-            lambda meta: meta.get(ids=[ACTIVE], include=["metadatas"]),
-            create=False,
-            missing=None,
-        )
-        if got is None or not got["ids"]:
+        data = self.meta.get(ACTIVE, "read the index pointer")
+        if data is None:
             return None
-        data = got["metadatas"][0]
         try:
             return IndexMeta(**{f.name: data[f.name] for f in fields(IndexMeta)})
         except KeyError:
@@ -227,140 +191,49 @@ class ChromaStore:
 
     def set_active(self, meta: IndexMeta) -> None:
         """Make `meta` the committed index."""
-        self._use(
-            f"{self.prefix}-meta",
-            "write the index pointer",
-            lambda collection: collection.upsert(
-                ids=[ACTIVE], embeddings=[_UNIT], metadatas=[asdict(meta)], documents=[ACTIVE]
-            ),
-            missing=None,
-        )
+        self.meta.put(ACTIVE, asdict(meta), "write the index pointer")
         self._purge_retired()
 
-    # -- query adapters ---------------------------------------------------------------------
-    # Kept in the store, not beside the index: every reader of a shared Chroma server must
-    # search with the adapter the writer fitted.
+    # Query adapters are kept in the store, not beside the index: every reader of a shared
+    # Chroma server must search with the adapter the writer fitted. In metadata, not as the
+    # document: Chroma full-text indexes documents, which made one write take a second.
 
     def put_adapter(self, key: str, generation: int, data: bytes) -> None:
         """Store the query adapter of one generation of index `key` (before committing it)."""
-        self._meta_op(
-            "write the query adapter",
-            lambda c: c.upsert(
-                ids=[_adapter_id(key, generation)],
-                embeddings=[_UNIT],
-                # In metadata, not as the document: Chroma full-text indexes documents, which
-                # made writing or deleting one adapter take a second.
-                metadatas=[
-                    {
-                        "kind": "adapter",
-                        "key": key,
-                        "generation": generation,
-                        "data": base64.b64encode(data).decode("ascii"),
-                    }
-                ],
-                documents=["adapter"],
-            ),
-        )
+        record = {
+            "kind": "adapter",
+            "key": key,
+            "generation": generation,
+            "data": base64.b64encode(data).decode("ascii"),
+        }
+        self.meta.put(_adapter_id(key, generation), record, "write the query adapter")
 
     def adapter(self, key: str, generation: int) -> bytes | None:
         """The stored query adapter of one generation, or None when it has none."""
-        got = self._use(
-            f"{self.prefix}-meta",
-            "read the query adapter",
-            lambda c: c.get(ids=[_adapter_id(key, generation)], include=["metadatas"]),
-            create=False,
-            missing=None,
-        )
-        if not got or not got["ids"]:
+        data = self.meta.get(_adapter_id(key, generation), "read the query adapter")
+        if data is None:
             return None
         try:
-            return base64.b64decode(str(got["metadatas"][0]["data"]), validate=True)
+            return base64.b64decode(str(data["data"]), validate=True)
         except (KeyError, ValueError):
             return None  # damaged: as good as none, and the next `bekb index` refits it
 
     def keep_adapters(self, keep: Collection[tuple[str, int]]) -> None:
         """Delete every stored query adapter but those of the (key, generation) pairs given."""
         wanted = {_adapter_id(key, generation) for key, generation in keep}
-        got = self._meta_op(
-            "list the query adapters", lambda c: c.get(where={"kind": "adapter"}, include=[])
-        )
-        stale = [i for i in (got["ids"] if got else []) if i not in wanted]
-        if stale:
-            self._meta_op("delete old query adapters", lambda c: c.delete(ids=stale))
-
-    # -- the writer lease (server mode) -----------------------------------------------------
+        stale = [i for i in self.meta.ids({"kind": "adapter"}) if i not in wanted]
+        self.meta.delete(stale, "delete old query adapters")
 
     @contextlib.contextmanager
     def writer_lease(self, timeout: float) -> Iterator[None]:
-        """Hold the server-wide write lease, waiting up to `timeout` seconds for another writer.
-
-        The file lock only guards one machine; on a shared server another machine's writer
-        could otherwise delete this one's uncommitted chunks as orphans. Chroma has no
-        compare-and-set, so a lease is taken by writing it, waiting longer than a request
-        takes, and reading it back: of two writers racing, only the last one written keeps
-        it. A holder renews it while it works; a killed holder's lease expires.
-        In embedded mode the file lock alone suffices and this does nothing.
-        """
+        """Hold the server-wide write lease (see `bekb.store.lease`); embedded: nothing to do."""
         if self.mode == "embedded":
             yield
             return
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        deadline = time.monotonic() + timeout
-        while (holder := self._take_lease(owner)) != owner:
-            if time.monotonic() >= deadline:
-                raise IndexLockedError(
-                    f"another writer ({holder}) is indexing into {self.url}; gave up after "
-                    f"{timeout:g}s (wait for it, or raise --lock-timeout)"
-                )
-            time.sleep(LEASE_POLL)
-        stop = threading.Event()
-        renewer = threading.Thread(target=self._renew_lease, args=(owner, stop), daemon=True)
-        renewer.start()
-        try:
+        from bekb.store.lease import WriterLease
+
+        with WriterLease(self.meta, where=self.url or "", timeout=timeout):
             yield
-        finally:
-            stop.set()
-            renewer.join()
-            with contextlib.suppress(StoreError):
-                if self._lease_holder() == owner:
-                    self._meta_op("release the write lease", lambda c: c.delete(ids=[LEASE]))
-
-    def _take_lease(self, owner: str) -> str:
-        holder = self._lease_holder()
-        if holder and holder != owner:
-            return holder
-        self._write_lease(owner)
-        time.sleep(LEASE_SETTLE)
-        return self._lease_holder() or ""
-
-    def _renew_lease(self, owner: str, stop: threading.Event) -> None:
-        while not stop.wait(LEASE_TTL / 3):
-            with contextlib.suppress(StoreError):
-                self._write_lease(owner)
-
-    def _write_lease(self, owner: str) -> None:
-        self._meta_op(
-            "write the write lease",
-            lambda c: c.upsert(
-                ids=[LEASE],
-                embeddings=[_UNIT],
-                metadatas=[{"owner": owner, "expires": time.time() + LEASE_TTL}],
-                documents=[LEASE],
-            ),
-        )
-
-    def _lease_holder(self) -> str | None:
-        """The current holder of an unexpired lease, if any."""
-        got = self._meta_op(
-            "read the write lease", lambda c: c.get(ids=[LEASE], include=["metadatas"])
-        )
-        if not got["ids"]:
-            return None
-        data = got["metadatas"][0]
-        return str(data["owner"]) if float(data["expires"]) > time.time() else None
-
-    def _meta_op(self, action: str, op: Callable[[Any], _T]) -> _T:
-        return self._use(f"{self.prefix}-meta", action, op, missing=cast(_T, None))
 
     def collection_keys(self) -> list[str]:
         """Collection suffixes of every index this prefix has in the store (active or not)."""
@@ -633,6 +506,49 @@ class ChromaStore:
         with contextlib.suppress(Exception):
             return max(1, min(4000, int(self._client.get_max_batch_size())))
         return 1000
+
+
+class MetaRecords:
+    """Small records by id in the `<prefix>-meta` collection (metadata only, never searched)."""
+
+    def __init__(self, store: ChromaStore) -> None:
+        self._store = store
+        self._name = f"{store.prefix}-meta"
+
+    def get(self, record_id: str, action: str) -> dict[str, Any] | None:
+        """The record's metadata, or None when there is no such record (or no collection)."""
+        got = self._store._use(
+            self._name,
+            action,
+            lambda c: c.get(ids=[record_id], include=["metadatas"]),
+            create=False,
+            missing=None,
+        )
+        if not got or not got["ids"]:
+            return None
+        return dict(got["metadatas"][0] or {})
+
+    def put(self, record_id: str, metadata: dict[str, Any], action: str) -> None:
+        """Create or replace a record."""
+        self._op(
+            action,
+            lambda c: c.upsert(
+                ids=[record_id], embeddings=[_UNIT], metadatas=[metadata], documents=[record_id]
+            ),
+        )
+
+    def ids(self, where: dict[str, Any]) -> list[str]:
+        """Ids of the records whose metadata matches `where`."""
+        got = self._op("list meta records", lambda c: c.get(where=where, include=[]))
+        return list(got["ids"]) if got else []
+
+    def delete(self, record_ids: Sequence[str], action: str) -> None:
+        """Delete records (absent ones are no error)."""
+        if record_ids:
+            self._op(action, lambda c: c.delete(ids=list(record_ids)))
+
+    def _op(self, action: str, op: Callable[[Any], _T]) -> _T:
+        return self._store._use(self._name, action, op, missing=cast(_T, None))
 
 
 def _adapter_id(key: str, generation: int) -> str:

@@ -8,10 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from bekb.cli import render
-from bekb.cli.app import app, open_kb
+from bekb.cli.app import open_kb
 
 
-@app.command("eval")
+def register(app: typer.Typer) -> None:
+    """Add `bekb eval` to `app`."""
+    app.command("eval")(eval_command)
+
+
 def eval_command(
     ctx: typer.Context,
     questions: Annotated[

@@ -1,0 +1,196 @@
+"""Which model embeds what: chunks at index time and queries at search time, per the settings.
+
+`index_backend` decides how chunks are embedded (the fp32 ONNX export, its int8
+quantisation, or sentence-transformers in process); `query_backend` how queries are. The
+vectors of the fp32 export are the model's own (checked), so they share the model's identity
+and cache entries; int8 vectors are not, so they get an identity of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bekb.domain import IndexMeta
+from bekb.embedding.model import Embedder, ModelSpec, SentenceTransformerEmbedder, resolve_model
+from bekb.embedding.onnx import (
+    CHECK_TEXTS,
+    EXPORT_CHECK_SAMPLES,
+    OnnxEmbedder,
+    export_in_child,
+    export_intact,
+    load_export,
+    quantize_onnx,
+    spread,
+)
+from bekb.errors import EmbeddingError
+from bekb.settings import DEFAULT_EMBED_BATCH_SIZE
+
+IndexBackend = Literal["onnx", "torch", "onnx-int8"]
+QueryBackend = Literal["auto", "onnx", "torch"]
+# Dynamic int8 quantises activations with one scale per batch, so batch-mates would move a
+# text's vector (cos ~0.99); one text per call keeps it a function of the text, as the
+# cache assumes, for ~15% of the speed.
+INT8_BATCH = 1
+
+
+@dataclass(frozen=True)
+class BackendModelSpec(ModelSpec):
+    """A model run by a backend whose vectors differ from the model's own (int8).
+
+    It has its own fingerprint: the embedding cache, the index and the query-side ONNX
+    folder never mix the two.
+    """
+
+    backend: str = "onnx-int8"
+
+    @property
+    def fingerprint(self) -> str:
+        """The model's fingerprint, made distinct by the backend."""
+        base = ModelSpec(self.name, self.path).fingerprint
+        return hashlib.sha256(f"{base}|{self.backend}".encode()).hexdigest()[:16]
+
+
+def index_model(spec: ModelSpec, backend: IndexBackend) -> ModelSpec:
+    """The identity chunk vectors are filed under when `backend` embeds them.
+
+    `onnx` runs the model's fp32 export, checked against sentence-transformers (cosine
+    >= 0.999), so its vectors are the model's own: same identity as `torch`.
+    """
+    return spec if backend in ("torch", "onnx") else BackendModelSpec(spec.name, spec.path, backend)
+
+
+def ensure_export(
+    spec: ModelSpec,
+    exports_dir: Path,
+    samples: Sequence[str] = (),
+    *,
+    batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
+) -> OnnxEmbedder | None:
+    """The model's ONNX export under `exports_dir` (int8 for a BackendModelSpec), loaded.
+
+    A missing or damaged export is made now, checked on a spread of `samples` and
+    CHECK_TEXTS. Returns None when the fp32 model cannot be exported faithfully (then
+    sentence-transformers serves it); an int8 model that cannot be made raises.
+    """
+    folder = exports_dir / spec.fingerprint
+    loaded = load_export(folder, batch_size=batch_size)
+    if loaded is not None or spec.path is None:  # the export needs the model's own files
+        return loaded
+    if isinstance(spec, BackendModelSpec):
+        base = ModelSpec(spec.name, spec.path)
+        if ensure_export(base, exports_dir, samples) is None:
+            raise EmbeddingError(f"model {spec.name!r} has no faithful ONNX export to quantise")
+        quantize_onnx(exports_dir / base.fingerprint, folder)
+    else:
+        try:
+            export_in_child(spec, folder, [*spread(samples, EXPORT_CHECK_SAMPLES), *CHECK_TEXTS])
+        except EmbeddingError:
+            return None
+    return OnnxEmbedder(folder, batch_size=batch_size)
+
+
+def index_embedder(
+    spec: ModelSpec,
+    backend: IndexBackend,
+    exports_dir: Path,
+    samples: Sequence[str],
+    *,
+    batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
+) -> Embedder:
+    """The model that embeds chunks at index time, as `backend` runs it.
+
+    `onnx` and `onnx-int8` use the model's export under `exports_dir` (made first if
+    missing, checked on `samples`: texts the build embeds); queries then load the same
+    folder. A model without a faithful fp32 export is run by sentence-transformers instead.
+    """
+    if backend == "torch":
+        return SentenceTransformerEmbedder(spec, batch_size=batch_size)
+    batch = INT8_BATCH if isinstance(spec, BackendModelSpec) else batch_size
+    model = ensure_export(spec, exports_dir, samples, batch_size=batch)
+    return model or SentenceTransformerEmbedder(spec, batch_size=batch)
+
+
+class EmbeddingModels:
+    """The models one knowledge base embeds with, loaded on first use and then kept.
+
+    `injected` (tests, or an application holding a loaded model) replaces the configured
+    model for chunks and queries alike and is its own identity.
+    """
+
+    def __init__(
+        self,
+        *,
+        embed_model: str,
+        index_backend: IndexBackend,
+        query_backend: QueryBackend,
+        exports_dir: Path,
+        batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
+        injected: Embedder | None = None,
+    ) -> None:
+        self.embed_model = embed_model
+        self.index_backend = index_backend
+        self.query_backend = query_backend
+        self.exports_dir = exports_dir
+        self.batch_size = batch_size
+        self.injected = injected
+        self._for_chunks: dict[str, Embedder] = {}
+
+    def index_identity(self) -> ModelSpec:
+        """The model (and backend) a build files its vectors under."""
+        spec = index_model(resolve_model(self.embed_model), self.index_backend)
+        if self.injected is not None:
+            return ModelSpec(self.injected.model_id, spec.path)
+        return spec
+
+    def tokenizer_model(self) -> ModelSpec:
+        """The model whose tokenizer measures chunks (an injected model borrows the default's)."""
+        return index_model(resolve_model(self.embed_model), self.index_backend)
+
+    def for_chunks(self, spec: ModelSpec, texts: Sequence[str]) -> Embedder:
+        """The model that embeds chunks, loaded once (watch mode reuses it); `texts` are what
+        the build embeds, a sample of which checks a new export."""
+        if self.injected is not None:
+            return self.injected
+        if spec.fingerprint not in self._for_chunks:
+            self._for_chunks[spec.fingerprint] = index_embedder(
+                spec, self.index_backend, self.exports_dir, texts, batch_size=self.batch_size
+            )
+        return self._for_chunks[spec.fingerprint]
+
+    def ensure_query_export(self, spec: ModelSpec, samples: Callable[[], list[str]]) -> None:
+        """Make the export queries embed with, once per model, if the build did not.
+
+        A model ONNX cannot reproduce is still served, through sentence-transformers.
+        """
+        if self.query_backend == "torch" or spec.path is None or self.injected is not None:
+            return
+        if export_intact(self.exports_dir / spec.fingerprint):
+            return
+        with contextlib.suppress(EmbeddingError):
+            ensure_export(spec, self.exports_dir, samples())
+
+    def for_queries(self, meta: IndexMeta) -> Embedder:
+        """The model that embeds queries against the index `meta` describes."""
+        if self.injected is not None:
+            return self.injected
+        folder = self.exports_dir / meta.model_fingerprint
+        if self.query_backend != "torch" and (folder / "meta.json").exists():
+            try:
+                return OnnxEmbedder(folder)
+            except EmbeddingError:
+                if self.query_backend == "onnx":
+                    raise
+                # auto: a damaged export still answers, through sentence-transformers
+        if self.query_backend == "onnx":
+            raise EmbeddingError(f"no ONNX export in {folder}: run `bekb index`")
+        return SentenceTransformerEmbedder(resolve_model(meta.embed_model))
+
+    def query_runtime(self, meta: IndexMeta) -> str:
+        """How queries against `meta` are embedded: `onnx` or `sentence-transformers`."""
+        folder = self.exports_dir / meta.model_fingerprint
+        return "onnx" if (folder / "meta.json").exists() else "sentence-transformers"

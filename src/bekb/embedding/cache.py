@@ -1,0 +1,114 @@
+"""The embedding cache: vectors on disk by (model fingerprint, text hash), never embedded twice."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bekb.embedding.model import Vectors
+from bekb.errors import IndexStateError, one_line
+
+
+class EmbeddingCache:
+    """Vectors on disk keyed by (model fingerprint, sha256 of the text): never embed twice."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError:
+            # A corrupt cache (or a foreign table) only costs recomputation: start afresh.
+            for stale in (
+                path,
+                path.with_name(path.name + "-wal"),
+                path.with_name(path.name + "-shm"),
+            ):
+                stale.unlink(missing_ok=True)
+            try:
+                self._db = self._open()
+            except sqlite3.Error as exc:
+                raise IndexStateError(
+                    f"cannot create the embedding cache {path}: {one_line(exc)}"
+                ) from exc
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (model TEXT, text_sha TEXT, vector BLOB, "
+            "PRIMARY KEY (model, text_sha)) WITHOUT ROWID"
+        )
+        db.execute("SELECT model, text_sha, vector FROM vectors LIMIT 1").fetchall()
+        return db
+
+    def get_many(self, model: str, keys: Sequence[str], dimensions: int) -> dict[str, Vectors]:
+        """The cached vectors among `keys` (sha256 hex of texts)."""
+        found: dict[str, Vectors] = {}
+        with self._errors("read"):
+            for batch in _batches(list(keys), 500):
+                marks = ",".join("?" * len(batch))
+                rows = self._db.execute(
+                    "SELECT text_sha, vector FROM vectors "
+                    f"WHERE model = ? AND text_sha IN ({marks})",
+                    [model, *batch],
+                ).fetchall()
+                for key, blob in rows:
+                    vector = np.frombuffer(blob, dtype=np.float32)
+                    # A damaged row (wrong size, not finite, not unit length) counts as missing:
+                    # it is recomputed rather than served.
+                    if (
+                        vector.shape == (dimensions,)
+                        and abs(float(np.linalg.norm(vector)) - 1) < 1e-3
+                    ):
+                        found[key] = vector
+        return found
+
+    def put_many(self, model: str, items: dict[str, Vectors]) -> None:
+        """Store vectors by text hash (one transaction)."""
+        with self._errors("write"), self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
+                [
+                    (model, key, np.asarray(v, dtype=np.float32).tobytes())
+                    for key, v in items.items()
+                ],
+            )
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:  # a full disk, a file removed under us
+            raise IndexStateError(
+                f"cannot {action} the embedding cache {self.path}: {one_line(exc)}"
+            ) from exc
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+
+def text_key(text: str) -> str:
+    """The cache key of a text."""
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,9 @@
+"""The store: Chroma (embedded under the index dir, or a `chroma run` server) holds it all.
+
+- `chroma`: ChromaStore, chunks with their vectors, the file registry, meta records;
+- `lease`: the writer lease that keeps one writer at a time on a shared server.
+"""
+
+from bekb.store.chroma import HNSW_EF_SEARCH, ChromaStore, chroma_errors, set_aside
+
+__all__ = ["HNSW_EF_SEARCH", "ChromaStore", "chroma_errors", "set_aside"]

@@ -1,0 +1,151 @@
+"""The `--json` shapes as whole values, from hand-made results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bekb import contracts
+from bekb.domain import (
+    Answer,
+    Citation,
+    Copy,
+    CorpusStatus,
+    FileStatus,
+    Hit,
+    HitExplain,
+    IndexReport,
+    RepoSyncReport,
+    SkippedFile,
+    Source,
+    SyncFailure,
+    SyncReport,
+)
+
+HIT = Hit(
+    path="a/SKILL.md",
+    heading="Sagas > Steps",
+    start_line=3,
+    end_line=9,
+    text="Compensate.",
+    score=0.75,
+    kind="prose",
+    chunk_ids=("c1",),
+    explain=HitExplain(dense_rank=1, bm25_rank=2, dense_similarity=0.5, fused=0.75),
+    copies=(Copy("b/SKILL.md", "Sagas > Steps", 3, 9),),
+)
+
+
+def test_hit_json():
+    assert contracts.hit_json(HIT) == {
+        "path": "a/SKILL.md",
+        "heading": "Sagas > Steps",
+        "start_line": 3,
+        "end_line": 9,
+        "score": 0.75,
+        "text": "Compensate.",
+        "label": "a/SKILL.md#Sagas > Steps (lines 3-9)",
+        "kind": "prose",
+        "stale": False,
+        "explain": {
+            "dense_rank": 1,
+            "bm25_rank": 2,
+            "dense_similarity": 0.5,
+            "fused": 0.75,
+            "rerank": None,
+        },
+        "copies": [
+            {
+                "path": "b/SKILL.md",
+                "heading": "Sagas > Steps",
+                "start_line": 3,
+                "end_line": 9,
+                "label": "b/SKILL.md#Sagas > Steps (lines 3-9)",
+            }
+        ],
+    }
+
+
+def test_answer_json():
+    answer = Answer(
+        question="q?",
+        mode="llm",
+        text="Do this [1].",
+        citations=(Citation(1, "a/SKILL.md", "Sagas > Steps", 3, 5, quote="Compensate."),),
+        hits=(HIT,),
+        persona="backend-specialist",
+    )
+    data = contracts.answer_json(answer)
+    assert {k: v for k, v in data.items() if k != "hits"} == {
+        "question": "q?",
+        "mode": "llm",
+        "answer": "Do this [1].",
+        "persona": "backend-specialist",
+        "notice": "",
+        "citations": [
+            {
+                "n": 1,
+                "path": "a/SKILL.md",
+                "heading": "Sagas > Steps",
+                "start_line": 3,
+                "end_line": 5,
+                "label": "a/SKILL.md#Sagas > Steps (lines 3-5)",
+                "stale": False,
+            }
+        ],
+    }
+    assert data["hits"] == [contracts.hit_json(HIT)]
+
+
+def test_index_json():
+    report = IndexReport(
+        1,
+        2,
+        3,
+        4,
+        chunks=50,
+        embedded=7,
+        cached=8,
+        seconds=1.5,
+        skipped=(SkippedFile("x.md", "binary"),),
+        unresolved=("y.md",),
+    )
+    assert contracts.index_json(report) == {
+        "files": {"added": 1, "changed": 2, "removed": 3, "unchanged": 4},
+        "chunks": 50,
+        "embedded": 7,
+        "cached": 8,
+        "seconds": 1.5,
+        "full_rebuild": False,
+        "skipped": [{"path": "x.md", "reason": "binary"}],
+        "unresolved": ["y.md"],
+        "refused": [],
+    }
+
+
+def test_corpus_json():
+    status = CorpusStatus("/r", (FileStatus("a.md", "new", "ab"),), ("gone.md",))
+    assert contracts.corpus_json(status) == {
+        "root": "/r",
+        "files": [{"path": "a.md", "state": "new", "sha256": "ab"}],
+        "unresolved": ["gone.md"],
+        "refused": [],
+    }
+
+
+def test_sync_and_sources_json():
+    report = SyncReport(
+        Path("/r"),
+        (RepoSyncReport("agents", copied=2),),
+        (SyncFailure("agents/x.md", "missing from mirror"),),
+    )
+    assert contracts.sync_json(report) == {
+        "root": "/r",
+        "ok": False,
+        "repos": [{"name": "agents", "fetched": 0, "copied": 2, "skipped": 0, "failed": 0}],
+        "failures": [{"path": "agents/x.md", "reason": "missing from mirror"}],
+        "unpinned": [],
+        "repin": "",
+    }
+    assert contracts.sources_json([Source("a.md", "A", "About a", 3)]) == {
+        "sources": [{"path": "a.md", "title": "A", "description": "About a", "chunks": 3}]
+    }
