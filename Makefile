@@ -34,7 +34,7 @@ typecheck: install
 # The README's test command: lint and type check first, then the quick selection (a few
 # minutes: everything but the hardening and golden-question tests).
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist worksteal
 
 # What `make test` leaves out: hostile input, faults and kills (`hardening`), and retrieval
 # quality on the golden questions (`slow`). CI runs both targets.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -99,15 +100,56 @@ def assert_consistent(kb: KnowledgeBase) -> None:
     assert set(live) == in_store
 
 
+def session_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder shared by every worker of this test session (pytest-xdist runs several)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the workers' own temp folders sit side by side in it
+    folder = base / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's stand-in for the user cache folder (BEKB_CACHE_DIR, inherited by
+    subprocesses): the model's ONNX export is made once per test session and shared by every
+    index, as it is by every index on a machine. Set before any fixture reads settings."""
+    import os
+
+    folder = session_folder(tmp_path_factory, "machine-cache")
+    before = os.environ.get("BEKB_CACHE_DIR")
+    os.environ["BEKB_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("BEKB_CACHE_DIR", None)
+    else:
+        os.environ["BEKB_CACHE_DIR"] = before
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No BEKB_*/ANTHROPIC_* variable or bekb.toml of the developer's leaks into a test."""
+    """No BEKB_*/ANTHROPIC_* variable or bekb.toml of the developer's leaks into a test (the
+    session's BEKB_CACHE_DIR stays)."""
     import os
 
     for name in list(os.environ):
-        if name.startswith(("BEKB_", "ANTHROPIC_")):
+        if name.startswith(("BEKB_", "ANTHROPIC_")) and name != "BEKB_CACHE_DIR":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess: no developer settings, the session's cache."""
+    import os
+
+    keep = ("BEKB_CACHE_DIR",)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in keep or not k.startswith(("BEKB_", "ANTHROPIC_"))
+    }
+    return {**env, **extra}
 
 
 @pytest.fixture
@@ -153,14 +195,24 @@ def shared_corpus() -> Path:
 
 
 @pytest.fixture(scope="session")
-def cited_index(shared_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Settings of an index of the real cited set, built once per session (read-only!).
+def cited_index(
+    shared_corpus: Path, tmp_path_factory: pytest.TempPathFactory, machine_cache: Path
+) -> Settings:
+    """Settings of an index of the real cited set, built once per session (read-only!) and
+    shared by its workers.
 
     Built the way a user builds it (real model, ONNX export for queries).
     """
-    index_dir = tmp_path_factory.mktemp("cited-index")
-    settings = Settings.load(root=shared_corpus, index_dir=index_dir, lock_timeout=30)
-    KnowledgeBase.open(settings).index()
+    from filelock import FileLock
+
+    base = session_folder(tmp_path_factory, "cited")
+    settings = Settings.load(
+        root=shared_corpus, index_dir=base / "index", cache_dir=machine_cache, lock_timeout=30
+    )
+    with FileLock(str(base / "build.lock")):
+        if not (base / "built").exists():
+            KnowledgeBase.open(settings).index()
+            (base / "built").touch()
     return settings
 
 

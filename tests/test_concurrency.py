@@ -120,11 +120,13 @@ def searches_during_a_rebuild(root: Path, index_dirs: Sequence[Path], url: str |
     assert_consistent(first)
 
 
+@pytest.mark.hardening  # load: 8 processes through a rebuild (make test-rest)
 @pytest.mark.timeout(180)
 def test_eight_searchers_succeed_during_a_rebuild_embedded(tiny_root, tmp_path):
     searches_during_a_rebuild(tiny_root, [tmp_path / "index"], None)
 
 
+@pytest.mark.hardening  # load: 8 processes through a rebuild (make test-rest)
 @pytest.mark.timeout(180)
 def test_eight_searchers_succeed_during_a_rebuild_on_a_server(tiny_root, tmp_path, chroma_url):
     # Every process a separate machine: its own index dir, so its own BM25 cache.

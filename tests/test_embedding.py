@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from bekb import KnowledgeBase
 from bekb.embedding.cache import EmbeddingCache, text_key
 from bekb.embedding.model import resolve_model
-from bekb.embedding.onnx import OnnxEmbedder
+from bekb.embedding.onnx import OnnxEmbedder, spread
 from bekb.embedding.tokenizer import ModelTokenizer
 from bekb.settings import DEFAULT_EMBED_MODEL
 
@@ -23,28 +25,35 @@ def test_an_unknown_model_name_has_no_local_folder():
     assert resolve_model("someone/not-installed").path is None
 
 
-def test_onnx_export_agrees_with_sentence_transformers_on_corpus_chunks(cited_kb, real_embedder):
-    meta = cited_kb.store.active()
-    folder = cited_kb.settings.index_dir / "onnx" / meta.model_fingerprint
-    texts = [c.embed_text for c in cited_kb.store.get_chunks(meta.collection)[:200]]
+@pytest.fixture(scope="module")
+def reference(cited_index, real_embedder) -> tuple[list[str], np.ndarray]:
+    """120 chunk texts of the real cited index, short to long, and their vectors as
+    sentence-transformers computes them."""
+    kb = KnowledgeBase.open(cited_index)
+    meta = kb.store.active()
+    texts = spread([c.embed_text for c in kb.store.get_chunks(meta.collection)], 120)
+    return texts, real_embedder.embed(texts)
+
+
+def test_onnx_export_agrees_with_sentence_transformers_on_corpus_chunks(cited_kb, reference):
+    texts, expected = reference
+    folder = cited_kb.models.export_folder(cited_kb.store.active().model_fingerprint)
     exported = OnnxEmbedder(folder).embed(texts)
-    reference = real_embedder.embed(texts)
-    cosines = np.sum(exported * reference, axis=1)
-    assert exported.shape == reference.shape == (len(texts), 384)
+    cosines = np.sum(exported * expected, axis=1)
+    assert exported.shape == expected.shape == (len(texts), 384)
     assert float(cosines.min()) >= 0.999
 
 
 def test_the_vectors_the_default_build_stored_are_the_sentence_transformers_ones(
-    cited_kb, real_embedder
+    cited_kb, reference
 ):
+    texts, expected = reference
     meta = cited_kb.store.active()
-    texts = [c.embed_text for c in cited_kb.store.get_chunks(meta.collection)[:200]]
     cache = EmbeddingCache(cited_kb.settings.index_dir / "embeddings.sqlite")
     stored = cache.get_many(meta.model_fingerprint, [text_key(t) for t in texts], 384)
     cache.close()
     built = np.vstack([stored[text_key(t)] for t in texts])
-    cosines = np.sum(built * real_embedder.embed(texts), axis=1)
-    assert float(cosines.min()) >= 0.999
+    assert float(np.sum(built * expected, axis=1).min()) >= 0.999
 
 
 def test_a_cached_vector_that_is_not_unit_length_counts_as_missing(tmp_path):
@@ -92,3 +101,55 @@ def test_indexing_twice_with_the_real_model_embeds_nothing_the_second_time(
     second = kb.index()
     assert first.embedded == first.chunks > 0
     assert (second.embedded, real_embedder.calls) == (0, calls)
+
+
+def test_a_new_index_uses_the_machines_export_and_makes_none_of_its_own(
+    cited_index, tiny_settings, monkeypatch
+):
+    from bekb.embedding import backends
+
+    def no_export(*args: object, **kwargs: object) -> float:
+        raise AssertionError("the session's export must be reused, not made again")
+
+    monkeypatch.setattr(backends, "export_in_child", no_export)
+    kb = KnowledgeBase.open(tiny_settings)  # the real model, a new index dir
+    kb.index()
+
+    meta = kb.store.active()
+    assert kb.models.export_folder(meta.model_fingerprint).parent == (
+        tiny_settings.cache_folder / "onnx"
+    )
+    assert not (tiny_settings.index_dir / "onnx").exists()
+    assert kb.status().query_backend == "onnx"
+    assert kb.search("saga compensation", k=1)[0].path.startswith("alpha/skills/sagas/")
+
+
+@pytest.mark.hardening  # two real exports' worth of waiting (make test-rest)
+def test_two_builds_racing_for_the_first_export_make_it_once(tmp_path, monkeypatch):
+    import threading
+
+    from bekb.embedding import backends
+
+    calls: list[Path] = []
+    real = backends.export_in_child
+
+    def counted(spec, folder, samples):  # type: ignore[no-untyped-def]
+        calls.append(folder)
+        return real(spec, folder, samples)
+
+    monkeypatch.setattr(backends, "export_in_child", counted)
+    spec = resolve_model(DEFAULT_EMBED_MODEL)
+    exports = tmp_path / "cache" / "onnx"
+    loaded: list[object] = []
+
+    def build() -> None:
+        loaded.append(backends.ensure_export(spec, exports, ["a text to check the export on"]))
+
+    racers = [threading.Thread(target=build) for _ in range(2)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(timeout=300)
+
+    assert calls == [exports / spec.fingerprint]
+    assert [type(model) for model in loaded] == [OnnxEmbedder, OnnxEmbedder]

@@ -28,15 +28,15 @@ def cached_models(index_dir: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding the model's fp32 ONNX export and its int8 quantisation."""
-    folder = tmp_path_factory.mktemp("onnx")
+def onnx_dir(machine_cache: Path) -> Path:
+    """The session's exports folder, holding the fp32 ONNX export and its int8 quantisation."""
+    folder = machine_cache / "onnx"
     index_embedder(INT8, "onnx-int8", folder, [])
     return folder
 
 
 @pytest.fixture(scope="module")
-def switched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def switched(tmp_path_factory: pytest.TempPathFactory, machine_cache: Path) -> dict[str, object]:
     """The tiny corpus indexed with fp32 (ONNX), then int8, then fp32 (torch), in one dir."""
     import shutil
 
@@ -52,6 +52,7 @@ def switched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             index_dir=base / "index",
             agent_files=(TINY_AGENT,),
             index_backend=backend,
+            cache_dir=machine_cache,
             lock_timeout=30,
         )
 
@@ -140,7 +141,7 @@ def test_fp32_through_torch_reuses_the_onnx_built_vectors_not_the_int8_ones(swit
 
 def test_an_int8_index_answers_queries_with_its_own_int8_model(switched):
     kb, meta = switched["int8_kb"], switched["int8_meta"]
-    folder = switched["index_dir"] / "onnx" / meta.model_fingerprint
+    folder = switched["int8_kb"].models.export_folder(meta.model_fingerprint)
     assert "int8" in (folder / "meta.json").read_text()
     assert isinstance(kb.models.for_queries(meta), OnnxEmbedder)
     assert switched["int8_hits"][0].path.startswith("alpha/skills/sagas/")
@@ -177,10 +178,12 @@ def test_the_default_backend_never_loads_torch_in_the_indexing_process(tiny_root
 
     assert cold["heavy"] == again["heavy"] == []  # the export ran in a child process
     assert cold["embedded"] > again["embedded"] > 0
-    meta = json.loads((index_dir / "onnx" / FP32.fingerprint / "meta.json").read_text())
+    exports = Settings.load().cache_folder / "onnx"  # the session's, through BEKB_CACHE_DIR
+    meta = json.loads((exports / FP32.fingerprint / "meta.json").read_text())
     assert meta["min_cosine"] >= 0.999
 
 
+@pytest.mark.hardening  # a fault: a child process importing torch to fail (make test-rest)
 def test_a_model_that_cannot_be_exported_is_reported_by_the_child_and_not_used(tmp_path):
     from bekb.embedding.backends import ensure_export
     from bekb.embedding.model import ModelSpec

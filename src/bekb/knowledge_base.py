@@ -101,7 +101,8 @@ class KnowledgeBase:
                 embed_model=s.embed_model,
                 index_backend=s.index_backend,
                 query_backend=s.query_backend,
-                exports_dir=s.index_dir / "onnx",
+                exports_dir=s.cache_folder / "onnx",
+                legacy_exports=s.index_dir / "onnx",
                 batch_size=s.embed_batch_size,
                 injected=self._embedder,
             )

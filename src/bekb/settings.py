@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,17 @@ DEFAULT_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Small batches of length-sorted texts pad least (docs/benchmarks.md, "Index build").
 DEFAULT_EMBED_BATCH_SIZE = 8
 CONFIG_FILE_ENV = "BEKB_CONFIG"
+
+
+def platform_cache_dir() -> Path:
+    """The per-user cache folder of this platform, for bekb."""
+    # Read here, with the config file's name: the environment is read by settings only.
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "bekb"
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "bekb" / "Cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bekb"
 
 
 def _config_file() -> Path:
@@ -68,6 +80,12 @@ class Settings(BaseSettings):
         description="Template of upstream raw-file URLs used by `bekb corpus sync`.",
     )
     index_dir: Path = Field(Path("index"), description="Where the built index lives.")
+    cache_dir: Path | None = Field(
+        None,
+        description="Per-user cache shared by every index on this machine: the model's ONNX "
+        "export, made once per model. Unset: the platform's cache folder "
+        "(`$XDG_CACHE_HOME/bekb`, else `~/.cache/bekb`; `~/Library/Caches/bekb` on macOS).",
+    )
     embed_model: str = Field(
         DEFAULT_EMBED_MODEL,
         description="Sentence-transformers model id or local path. The default is served "
@@ -190,6 +208,11 @@ class Settings(BaseSettings):
             raise ConfigError(f"invalid setting {where}: {error['msg']}") from exc
         except (OSError, ValueError) as exc:  # unreadable or malformed bekb.toml
             raise ConfigError(f"cannot read {_config_file()}: {exc}") from exc
+
+    @property
+    def cache_folder(self) -> Path:
+        """`cache_dir`, or the platform's cache folder when it is unset."""
+        return self.cache_dir if self.cache_dir is not None else platform_cache_dir()
 
     @property
     def llm_enabled(self) -> bool:

@@ -43,10 +43,11 @@ def tally(category: str, cases: int) -> None:
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without BEKB_* / ANTHROPIC_* (plus `extra`)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BEKB_", "ANTHROPIC_"))}
-    env.update(extra or {})
-    return env
+    """This process's environment without BEKB_* / ANTHROPIC_* (plus `extra`); the
+    session's model cache is kept."""
+    from conftest import subprocess_env
+
+    return subprocess_env(**(extra or {}))
 
 
 def run_cli(

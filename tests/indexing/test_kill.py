@@ -15,6 +15,8 @@ from conftest import TINY_AGENT, HashingEmbedder, assert_consistent, store_state
 
 from bekb import KnowledgeBase
 
+# Kills mid-build: with the hardening tests (make test-rest).
+pytestmark = pytest.mark.hardening
 WORKER = Path(__file__).with_name("index_worker.py")
 TRIALS = 6
 

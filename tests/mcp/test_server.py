@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import subprocess_env
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent, Tool
@@ -41,8 +41,8 @@ CALLS: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def _env() -> dict[str, str]:
-    """The test process's environment without any BEKB_* or ANTHROPIC_* variable."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("BEKB_", "ANTHROPIC_"))}
+    """The test process's environment without the developer's settings."""
+    return subprocess_env()
 
 
 def _bekb(settings: Settings, *extra: str) -> list[str]:

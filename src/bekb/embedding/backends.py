@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,6 +32,8 @@ from bekb.settings import DEFAULT_EMBED_BATCH_SIZE
 
 IndexBackend = Literal["onnx", "torch", "onnx-int8"]
 QueryBackend = Literal["auto", "onnx", "torch"]
+# Seconds a build waits for another process making the same export (one takes 10-20 s).
+EXPORT_LOCK_TIMEOUT = 600.0
 # Dynamic int8 quantises activations with one scale per batch, so batch-mates would move a
 # text's vector (cos ~0.99); one text per call keeps it a function of the text, as the
 # cache assumes, for ~15% of the speed.
@@ -74,13 +76,49 @@ def ensure_export(
     """The model's ONNX export under `exports_dir` (int8 for a BackendModelSpec), loaded.
 
     A missing or damaged export is made now, checked on a spread of `samples` and
-    CHECK_TEXTS. Returns None when the fp32 model cannot be exported faithfully (then
-    sentence-transformers serves it); an int8 model that cannot be made raises.
+    CHECK_TEXTS, under a lock: builds that start at once make it once. Returns None when the
+    fp32 model cannot be exported faithfully (then sentence-transformers serves it); an int8
+    model that cannot be made raises.
     """
     folder = exports_dir / spec.fingerprint
     loaded = load_export(folder, batch_size=batch_size)
     if loaded is not None or spec.path is None:  # the export needs the model's own files
         return loaded
+    with _export_lock(exports_dir, spec.fingerprint):
+        loaded = load_export(folder, batch_size=batch_size)  # made while this one waited?
+        if loaded is not None:
+            return loaded
+        return _make_export(spec, exports_dir, samples, batch_size=batch_size)
+
+
+@contextlib.contextmanager
+def _export_lock(exports_dir: Path, fingerprint: str) -> Iterator[None]:
+    from filelock import FileLock, Timeout
+
+    try:
+        exports_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(exports_dir / f"{fingerprint}.lock"), timeout=EXPORT_LOCK_TIMEOUT)
+        lock.acquire()
+    except Timeout as exc:
+        raise EmbeddingError(
+            f"another bekb has been making the model export in {exports_dir} for "
+            f"{EXPORT_LOCK_TIMEOUT:g}s; try again when it is done"
+        ) from exc
+    except OSError as exc:
+        raise EmbeddingError(
+            f"cannot use the model cache {exports_dir}: {exc.strerror or exc} "
+            "(set cache_dir / BEKB_CACHE_DIR to a writable folder)"
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _make_export(
+    spec: ModelSpec, exports_dir: Path, samples: Sequence[str], *, batch_size: int
+) -> OnnxEmbedder | None:
+    folder = exports_dir / spec.fingerprint
     if isinstance(spec, BackendModelSpec):
         base = ModelSpec(spec.name, spec.path)
         if ensure_export(base, exports_dir, samples) is None:
@@ -118,6 +156,8 @@ def index_embedder(
 class EmbeddingModels:
     """The models one knowledge base embeds with, loaded on first use and then kept.
 
+    Exports live in `exports_dir` (the machine's cache, shared by every index); an index
+    built before that kept its own in `legacy_exports`, which still serves its queries.
     `injected` (tests, or an application holding a loaded model) replaces the configured
     model for chunks and queries alike and is its own identity.
     """
@@ -129,6 +169,7 @@ class EmbeddingModels:
         index_backend: IndexBackend,
         query_backend: QueryBackend,
         exports_dir: Path,
+        legacy_exports: Path | None = None,
         batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
         injected: Embedder | None = None,
     ) -> None:
@@ -136,6 +177,7 @@ class EmbeddingModels:
         self.index_backend = index_backend
         self.query_backend = query_backend
         self.exports_dir = exports_dir
+        self.legacy_exports = legacy_exports
         self.batch_size = batch_size
         self.injected = injected
         self._for_chunks: dict[str, Embedder] = {}
@@ -178,19 +220,31 @@ class EmbeddingModels:
         """The model that embeds queries against the index `meta` describes."""
         if self.injected is not None:
             return self.injected
-        folder = self.exports_dir / meta.model_fingerprint
+        folder = self.export_folder(meta.model_fingerprint)
         if self.query_backend != "torch" and (folder / "meta.json").exists():
-            try:
-                return OnnxEmbedder(folder)
-            except EmbeddingError:
-                if self.query_backend == "onnx":
-                    raise
-                # auto: a damaged export still answers, through sentence-transformers
+            model = load_export(folder)
+            if model is not None:
+                return model
+            if self.query_backend == "onnx":
+                raise EmbeddingError(
+                    f"the ONNX model in {folder} is damaged: run `bekb index` to make it again"
+                )
+            # auto: a damaged export still answers, through sentence-transformers
         if self.query_backend == "onnx":
             raise EmbeddingError(f"no ONNX export in {folder}: run `bekb index`")
         return SentenceTransformerEmbedder(resolve_model(meta.embed_model))
 
+    def export_folder(self, fingerprint: str) -> Path:
+        """Where the export of a model is read from: the machine cache, or the index's own
+        folder for an index built before the cache."""
+        folder = self.exports_dir / fingerprint
+        if not export_intact(folder) and self.legacy_exports is not None:
+            legacy = self.legacy_exports / fingerprint
+            if export_intact(legacy):
+                return legacy
+        return folder
+
     def query_runtime(self, meta: IndexMeta) -> str:
         """How queries against `meta` are embedded: `onnx` or `sentence-transformers`."""
-        folder = self.exports_dir / meta.model_fingerprint
+        folder = self.export_folder(meta.model_fingerprint)
         return "onnx" if (folder / "meta.json").exists() else "sentence-transformers"

@@ -29,6 +29,10 @@ INT8_MIN_COSINE = 0.98
 # Corpus texts an export is checked on (besides CHECK_TEXTS): enough to cover short and
 # long chunks, few enough that the check costs about a second.
 EXPORT_CHECK_SAMPLES = 8
+# Written with the export: this text's vector, checked whenever the export is loaded, so a
+# model file damaged in place (same size, other bytes) is caught before it ranks anything.
+PROBE_TEXT = "Compensate each completed saga step in reverse order when a later step fails."
+PROBE_MIN_COSINE = 0.999
 # Texts the exports are checked on besides the corpus's (prose, code, a heading trail).
 CHECK_TEXTS = (
     "Saga Orchestration\nBest Practices > Do's\nMake step timeouts configurable per step type.",
@@ -62,6 +66,8 @@ class OnnxEmbedder:
             raise EmbeddingError(
                 f"cannot load the ONNX model in {folder}: {one_line(exc)}"
             ) from exc
+        self.meta: dict[str, Any] = meta
+        self.folder = folder
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(int(meta["max_tokens"]))
         self._model_id = str(meta["model_id"])
@@ -88,6 +94,11 @@ class OnnxEmbedder:
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
             out[rows] = self._run([encodings[i] for i in rows])
+        if not np.isfinite(out).all():  # damaged weights give NaN, which ranks nothing right
+            raise EmbeddingError(
+                f"the ONNX export in {self.folder} gives non-finite vectors: it is damaged "
+                "(run `bekb index` to make it again)"
+            )
         return out
 
     def _run(self, encodings: Sequence[Any]) -> Vectors:
@@ -116,11 +127,33 @@ def _pool(hidden: Any, mask: Any, pooling: str) -> Vectors:
 
 
 def load_export(folder: Path, *, batch_size: int = DEFAULT_EMBED_BATCH_SIZE) -> OnnxEmbedder | None:
-    """The export in `folder`, loaded, or None when it is missing or damaged."""
-    if export_intact(folder):
-        with contextlib.suppress(EmbeddingError):
-            return OnnxEmbedder(folder, batch_size=batch_size)
-    return None
+    """The export in `folder`, loaded and checked, or None when it is missing or damaged.
+
+    Checked: its files are whole (sizes), and it gives the probe vector recorded when it was
+    made (an export without one, from before probes, only has to give a finite vector).
+    """
+    if not export_intact(folder):
+        return None
+    try:
+        model = OnnxEmbedder(folder, batch_size=batch_size)
+        probe = model.embed([PROBE_TEXT])[0]
+    except EmbeddingError:
+        return None
+    recorded = model.meta.get("probe")
+    if recorded is not None:
+        expected = np.asarray(recorded, dtype=np.float32)
+        if expected.shape != probe.shape or float(probe @ expected) < PROBE_MIN_COSINE:
+            return None
+    model.calls = 0
+    return model
+
+
+def record_probe(folder: Path) -> None:
+    """Write the export's own vector of PROBE_TEXT into its meta.json (see `load_export`)."""
+    meta = json.loads((folder / "meta.json").read_text())
+    vector = OnnxEmbedder(folder).embed([PROBE_TEXT])[0]
+    meta["probe"] = [round(float(x), 7) for x in vector]
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
 def export_intact(folder: Path) -> bool:
@@ -208,6 +241,7 @@ def export_onnx(
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     if worst < FP32_MIN_COSINE:
         raise EmbeddingError(f"ONNX export disagrees with sentence-transformers (cos {worst:.4f})")
+    record_probe(tmp)
     if folder.exists():
         shutil.rmtree(folder)
     tmp.rename(folder)
@@ -317,6 +351,7 @@ def quantize_onnx(source: Path, folder: Path) -> float:
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     if worst < INT8_MIN_COSINE:
         raise EmbeddingError(f"the int8 model disagrees with fp32 (cos {worst:.4f})")
+    record_probe(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return worst
