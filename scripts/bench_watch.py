@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -23,14 +22,18 @@ import threading
 import time
 from pathlib import Path
 
-from benchlib import write_sections
+from benchlib import (
+    AGENT,
+    DOCS,
+    SHARED_CORPUS,
+    clean_env,
+    copy_cited_set,
+    percentile,
+    write_sections,
+)
 
 from bekb import BekbError, IndexReport, KnowledgeBase, Settings
-from bekb.corpus.selection import select_files
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_CORPUS = REPO.parent / "shared" / "corpus"
-AGENT = "specialists/backend-specialist.md"
 SECTION = "Living index"
 QUERY = "saga compensation"
 COLD_RUNS = 5
@@ -55,21 +58,6 @@ t4 = time.perf_counter()
 print(json.dumps({"stale_ms": stale_ms, "search_ms": (t4 - t3) * 1000,
                   "total_ms": (t4 - t0) * 1000}))
 """
-
-
-def copy_cited_set(target: Path) -> list[str]:
-    """Copy the agent file and everything it selects into `target`; the copied paths."""
-    selection = select_files(SHARED_CORPUS, agent_files=(AGENT,))
-    paths = [AGENT, *selection.files]
-    for rel in paths:
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(SHARED_CORPUS / rel, target / rel)
-    return paths
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def bench_watch(settings: Settings, skill: Path, edits: int) -> list[float]:
@@ -115,7 +103,7 @@ def bench_watch(settings: Settings, skill: Path, edits: int) -> list[float]:
 
 
 def cold_runs(settings: Settings, check: bool) -> list[dict[str, float]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BEKB_", "ANTHROPIC_"))}
+    env = clean_env()
     args = [str(settings.root), str(settings.index_dir), AGENT, "check" if check else "no"]
     out = []
     for _ in range(COLD_RUNS):
@@ -133,14 +121,15 @@ def cold_runs(settings: Settings, check: bool) -> list[dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=10)
-    parser.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--docs", type=Path, default=DOCS)
     args = parser.parse_args()
     if not (SHARED_CORPUS / AGENT).exists():
         raise SystemExit(f"{SHARED_CORPUS / AGENT} not found")
 
     with tempfile.TemporaryDirectory(prefix="bekb-bench-watch-") as tmp:
         root, index_dir = Path(tmp) / "root", Path(tmp) / "index"
-        paths = copy_cited_set(root)
+        copy_cited_set(root)
+        paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
         skill = root / next(p for p in paths if p.endswith("/SKILL.md"))
         settings = Settings.load(
             root=root, index_dir=index_dir, agent_files=(AGENT,), lock_timeout=60

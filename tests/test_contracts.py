@@ -108,6 +108,7 @@ def test_index_json():
         seconds=1.5,
         skipped=(SkippedFile("x.md", "binary"),),
         unresolved=("y.md",),
+        timings={"chunk": 0.5, "embed": 1.0},
     )
     assert contracts.index_json(report) == {
         "files": {"added": 1, "changed": 2, "removed": 3, "unchanged": 4},
@@ -119,6 +120,7 @@ def test_index_json():
         "skipped": [{"path": "x.md", "reason": "binary"}],
         "unresolved": ["y.md"],
         "refused": [],
+        "timings": {"chunk": 0.5, "embed": 1.0},
     }
 
 

@@ -74,6 +74,7 @@ def index_json(report: IndexReport) -> dict[str, Any]:
         "skipped": [asdict(s) for s in report.skipped],
         "unresolved": list(report.unresolved),
         "refused": [asdict(s) for s in report.refused],
+        "timings": dict(report.timings),
     }
 
 

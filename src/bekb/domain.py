@@ -160,6 +160,9 @@ class IndexReport:
     skipped: tuple[SkippedFile, ...] = ()
     unresolved: tuple[str, ...] = ()
     refused: tuple[SkippedFile, ...] = ()
+    # Seconds per stage of the run (select, scan, chunk, model load, embed, write, ...),
+    # each stage's own time: they add up to about `seconds`.
+    timings: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bekb.domain import Hit
 from bekb.errors import UsageError
 
 
@@ -37,6 +38,16 @@ class Outcome:
     abstained: bool
     # Per rank, the other files holding that passage word for word (see `fold_copies`).
     copies: tuple[tuple[str, ...], ...] = ()
+
+    @classmethod
+    def of(cls, hits: Sequence[Hit], *, abstained: bool) -> Outcome:
+        """What a search returned, as the metrics read it."""
+        return cls(
+            paths=tuple(h.path for h in hits),
+            copies=tuple(tuple(c.path for c in h.copies) for h in hits),
+            texts=tuple(h.text for h in hits),
+            abstained=abstained,
+        )
 
 
 @dataclass

@@ -7,7 +7,7 @@ selection, the freshness memo); each part's logic lives in its own module.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from bekb.corpus.selection import Selection, check_root, select_files
 from bekb.domain import (
     Answer,
-    Citation,
     CorpusStatus,
     FileStatus,
     Hit,
@@ -27,7 +26,7 @@ from bekb.domain import (
     Source,
     SyncReport,
 )
-from bekb.errors import ConfigError, IndexNotBuiltError, StoreError
+from bekb.errors import IndexNotBuiltError
 from bekb.indexing.freshness import Freshness
 from bekb.inputs import MAX_K, check_k, check_text
 from bekb.settings import Settings
@@ -83,11 +82,9 @@ class KnowledgeBase:
     def store(self) -> ChromaStore:
         """The Chroma store (embedded under the index dir, or the configured server)."""
         if self._store is None:
-            from bekb.store import ChromaStore
+            from bekb.store import open_store
 
-            self._store = ChromaStore(
-                index_dir=self.settings.index_dir, url=self.settings.chroma_url
-            )
+            self._store = open_store(self.settings.index_dir, self.settings.chroma_url)
         return self._store
 
     @property
@@ -108,19 +105,14 @@ class KnowledgeBase:
             )
         return self._models
 
-    def _open_or_replace_store(self) -> ChromaStore:
-        """The store, opened for writing (under the write lock); an embedded store too
-        damaged to open is set aside and rebuilt (cached embeddings make that cheap)."""
-        from bekb.store import set_aside
+    def _writable_store(self) -> ChromaStore:
+        """The store, opened for writing (under the write lock; see `open_store`)."""
+        from bekb.store import open_store
 
-        try:
-            return self.store
-        except StoreError:
-            folder = self.settings.index_dir / "chroma"
-            if self.settings.chroma_url or not folder.exists():
-                raise
-            set_aside(folder)
-            return self.store
+        if self._store is None:
+            s = self.settings
+            self._store = open_store(s.index_dir, s.chroma_url, replace_damaged=True)
+        return self._store
 
     def _retrieval(self) -> Retriever:
         if self._retriever is None:
@@ -154,17 +146,9 @@ class KnowledgeBase:
 
     def sync(self, *, mirror: Path | None = None, lock_file: Path | None = None) -> SyncReport:
         """Fill the root with the pinned corpus, from upstream or a local mirror, verified."""
-        from bekb.corpus.manifest import missing_from_lock, read_lock, repin_command
-        from bekb.corpus.sync import sync_corpus
+        from bekb.corpus.sync import sync_workspace
 
-        s = self.settings
-        lock = read_lock(lock_file or s.lock_file)
-        report = sync_corpus(lock, s.root, mirror=mirror, raw_url=s.corpus_raw_url)
-        if not report.ok:
-            return report
-        missing = missing_from_lock(lock, self.selection())
-        repin = repin_command(mirror or s.root, s.agent_files) if missing else ""
-        return replace(report, unpinned=tuple(missing), repin=repin)
+        return sync_workspace(self.settings, self.selection, mirror=mirror, lock_file=lock_file)
 
     # -- indexing ----------------------------------------------------------------------------
 
@@ -172,42 +156,18 @@ class KnowledgeBase:
         self, *, full: bool = False, on_progress: Callable[[Progress], None] | None = None
     ) -> IndexReport:
         """Bring the index up to date with the corpus (only what changed, unless `full`)."""
-        from bekb.embedding.cache import EmbeddingCache
-        from bekb.embedding.tokenizer import ModelTokenizer
-        from bekb.indexing.indexer import BuildSettings, Indexer
-        from bekb.indexing.lock import index_write_lock
+        from bekb.indexing.build import build_index
 
-        selection = self.selection()
-        models = self.models
-        spec = models.index_identity()
-        timeout = self.settings.lock_timeout
-        with (
-            index_write_lock(self.settings.index_dir, timeout),
-            self._open_or_replace_store().writer_lease(timeout),
-        ):
-            cache = EmbeddingCache(self.settings.index_dir / "embeddings.sqlite")
-            indexer = Indexer(
-                store=self.store,
-                index_dir=self.settings.index_dir,
-                build=BuildSettings(spec, self.settings.chunk_tokens),
-                counter=ModelTokenizer.for_model(models.tokenizer_model()),
-                embedder=lambda texts: models.for_chunks(spec, texts),
-                cache=cache,
-                on_progress=on_progress,
-                adapt=self.settings.query_adapter,
-            )
-            try:
-                report = indexer.run(selection, full=full)
-                models.ensure_query_export(spec, self._chunk_texts)
-            finally:
-                cache.close()
+        report = build_index(
+            self.settings,
+            self.selection,
+            self._writable_store,
+            self.models,
+            full=full,
+            on_progress=on_progress,
+        )
         self._retriever = None
         return report
-
-    def _chunk_texts(self) -> list[str]:
-        """What the committed chunks embed (a new query export is checked on these)."""
-        meta = self.store.active()
-        return [c.embed_text for c in self.store.get_chunks(meta.collection)] if meta else []
 
     def watch(
         self,
@@ -298,27 +258,21 @@ class KnowledgeBase:
         the API is briefly unavailable, the best passages are quoted. Nothing relevant found
         gives `mode == "abstain"`.
         """
-        from bekb.answering.extractive import ENABLE_HINT, PASSAGES, abstention, extractive_answer
-        from bekb.errors import AnswerError
+        from bekb.answering.answer import compose
 
         question = check_text(question, "question")
         who = self.persona(persona)
         result = self._search(question, k, refresh=refresh)
-        hits = result.hits
-        if self._off_topic(result):
-            return Answer(question, "abstain", abstention(question, hits), (), hits, who.name)
-        wants_llm = self.settings.llm_enabled if use_llm is None else use_llm
-        notice = ENABLE_HINT
-        if wants_llm:
-            try:
-                text, citations = self._claude(question, hits, who, on_text)
-                return Answer(question, "llm", text, citations, hits, who.name)
-            except AnswerError as exc:
-                if not exc.transient:
-                    raise
-                notice = f"{exc} — showing the best passages instead."
-        text, citations = extractive_answer(self._quotable(hits, PASSAGES), persona=who.name)
-        return Answer(question, "extractive", text, citations, hits, who.name, notice)
+        return compose(
+            question,
+            result.hits,
+            who,
+            off_topic=self._off_topic(result),
+            use_llm=self.settings.llm_enabled if use_llm is None else use_llm,
+            settings=self.settings,
+            chunks_of=self.store.chunk_reader(self._active().collection),
+            on_text=on_text,
+        )
 
     def persona(self, name_or_path: str | None = None) -> Persona:
         """The agent file answers speak as: by name, file stem or path under the root
@@ -330,59 +284,9 @@ class KnowledgeBase:
         rel, text = load_agent_file(check_root(self.settings.root), wanted)
         return parse_agent_file(text, rel)
 
-    def _quotable(self, hits: Sequence[Hit], count: int) -> list[Hit]:
-        """The best `count` passages with whole code blocks, none inside another."""
-        from bekb.answering.extractive import whole_code_blocks
-
-        meta = self._active()
-        records = self.store.files(meta.collection)
-        out: list[Hit] = []
-        for hit in hits:
-            record = records.get(hit.path)
-            chunks = self.store.get_chunks(meta.collection, record.chunk_ids) if record else []
-            passage = whole_code_blocks(hit, chunks)
-            if not any(
-                q.path == passage.path
-                and q.start_line <= passage.start_line
-                and passage.end_line <= q.end_line
-                for q in out
-            ):
-                out.append(passage)
-            if len(out) == count:
-                break
-        return out
-
     def _off_topic(self, result: SearchResult) -> bool:
         s = self.settings
         return result.off_topic(min_similarity=s.abstain_threshold, min_coverage=s.abstain_coverage)
-
-    def _claude(
-        self,
-        question: str,
-        hits: Sequence[Hit],
-        who: Persona,
-        on_text: Callable[[str], None] | None,
-    ) -> tuple[str, tuple[Citation, ...]]:
-        from bekb.answering.llm import answer_with_claude, make_client
-        from bekb.answering.persona import system_prompt
-
-        s = self.settings
-        if not s.llm_enabled or s.anthropic_api_key is None:
-            raise ConfigError("answering with Claude needs an API key: set ANTHROPIC_API_KEY")
-        client = make_client(
-            api_key=s.anthropic_api_key.get_secret_value(),
-            base_url=s.anthropic_base_url,
-            timeout=s.llm_timeout,
-        )
-        return answer_with_claude(
-            client,
-            model=s.llm_model,
-            max_tokens=s.llm_max_tokens,
-            system=system_prompt(who),
-            question=question,
-            hits=hits,
-            on_text=on_text,
-        )
 
     def evaluate(self, questions_file: Path) -> EvalReport:
         """Score retrieval on golden questions (eval/dev.jsonl format).
@@ -391,18 +295,12 @@ class KnowledgeBase:
         """
         from bekb.evaluation import Outcome, Question, evaluate, read_questions
 
-        questions = read_questions(questions_file)
-
         def retrieve(question: Question) -> Outcome:
             result = self._search(question.question, 10, check_fresh=False)
-            return Outcome(
-                paths=tuple(h.path for h in result.hits),
-                copies=tuple(tuple(c.path for c in h.copies) for h in result.hits),
-                texts=tuple(h.text for h in result.hits),
-                abstained=self._off_topic(result),
-            )
+            return Outcome.of(result.hits, abstained=self._off_topic(result))
 
         whole = self.settings.scope == "workspace"
+        questions = read_questions(questions_file)
         return evaluate(questions, retrieve, include=lambda q: whole or q.corpus != "full")
 
     # -- status ------------------------------------------------------------------------------

@@ -177,7 +177,7 @@ def test_a_really_full_disk_keeps_the_previous_index_answering(
 
 @pytest.mark.xfail(
     strict=True,
-    reason='store.py: when the disk under index/chroma fills, Chroma says only "Error in '
+    reason='store/chroma.py: when the disk under index/chroma fills, Chroma says only "Error in '
     'compaction: Failed to apply logs to the metadata segment"; the StoreError does not say '
     "the disk is full",
 )

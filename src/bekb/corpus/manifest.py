@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -14,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bekb.corpus.selection import Selection, select_files
 from bekb.errors import CorpusError
+from bekb.files import atomic_write
 
 LOCK_VERSION = 1
 SOURCES_FILE = "SOURCES.json"
@@ -121,16 +120,7 @@ def save_lock(lock: Lock, path: Path) -> None:
         ],
     }
     text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)
 
 
 def build_lock(root: Path, agent_files: Sequence[str]) -> Lock:

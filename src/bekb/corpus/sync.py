@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 from urllib.parse import quote
 
 import httpx
 
-from bekb.corpus.manifest import Lock, LockedFile, LockedRepo
+from bekb.corpus.manifest import (
+    Lock,
+    LockedFile,
+    LockedRepo,
+    missing_from_lock,
+    read_lock,
+    repin_command,
+)
+from bekb.corpus.selection import Selection
 from bekb.domain import RepoSyncReport, SyncFailure, SyncReport
 from bekb.errors import ConfigError, CorpusError, one_line
+from bekb.files import atomic_write
+from bekb.settings import Settings
 
 DEFAULT_RAW_URL = "https://raw.githubusercontent.com/{owner}/{repo}/{commit}/{path}"
 # First retry waits this long, each further one twice as long: upstream hiccups are short.
@@ -31,6 +40,24 @@ Outcome = Literal["fetched", "copied", "skipped"]
 
 class _Refused(Exception):
     """One file cannot be synced; the message is the report's reason line."""
+
+
+def sync_workspace(
+    settings: Settings,
+    selection: Callable[[], Selection],
+    *,
+    mirror: Path | None = None,
+    lock_file: Path | None = None,
+) -> SyncReport:
+    """Fill the configured root with the pinned corpus (`sync_corpus`), and name the files
+    the agent files cite that the lock does not pin, with the command that pins them."""
+    lock = read_lock(lock_file or settings.lock_file)
+    report = sync_corpus(lock, settings.root, mirror=mirror, raw_url=settings.corpus_raw_url)
+    if not report.ok:
+        return report
+    missing = missing_from_lock(lock, selection())
+    repin = repin_command(mirror or settings.root, settings.agent_files) if missing else ""
+    return replace(report, unpinned=tuple(missing), repin=repin)
 
 
 def sync_corpus(
@@ -106,7 +133,7 @@ def _sync_file(
     if digest != file.sha256:
         raise _Refused(f"sha256 mismatch (expected {file.sha256[:12]}…, got {digest[:12]}…)")
     try:
-        _write_atomically(target, data)
+        atomic_write(target, data, sync=True)  # a hidden `.part` sibling is never selected
     except OSError as exc:
         raise _Refused(f"cannot write {target}: {exc.strerror or exc}") from exc
     return outcome
@@ -164,22 +191,6 @@ def _sha256_of(path: Path) -> str:
     except OSError:
         return ""  # unreadable counts as wrong: it gets replaced if the new content verifies
     return digest.hexdigest()
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A hidden `.part` sibling: same filesystem, so os.replace is atomic; never selected if left.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class _Upstream:

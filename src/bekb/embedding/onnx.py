@@ -20,6 +20,7 @@ import numpy as np
 
 from bekb.embedding.model import ModelSpec, SentenceTransformerEmbedder, Vectors
 from bekb.errors import EmbeddingError, one_line
+from bekb.files import atomic_folder
 from bekb.settings import DEFAULT_EMBED_BATCH_SIZE
 
 # Lowest cosine between an export and sentence-transformers for the export to be used.
@@ -208,15 +209,32 @@ def export_onnx(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state
 
-    tmp = folder.with_name(folder.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
+    worst: list[float] = []
+
+    def fill(tmp: Path) -> None:
+        worst.append(_write_checked_export(embedder, Encoder().eval(), pooling, tmp, samples))
+
+    atomic_folder(folder, fill)
+    return worst[0]
+
+
+def _write_checked_export(
+    embedder: SentenceTransformerEmbedder,
+    encoder: Any,
+    pooling: str,
+    tmp: Path,
+    samples: Sequence[str],
+) -> float:
+    import torch
+
+    assert embedder.spec.path is not None
     names = ["input_ids", "attention_mask", "token_type_ids"]
     example = tuple(torch.ones((2, 8), dtype=torch.long) for _ in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about constant-folded branches
         torch.onnx.export(
-            Encoder().eval(),
+            encoder,
             example,
             str(tmp / "model.onnx"),
             input_names=names,
@@ -230,7 +248,7 @@ def export_onnx(
         "model_id": embedder.model_id,
         "dimensions": embedder.dimensions,
         "pooling": pooling,
-        "max_tokens": int(model.max_seq_length or 256),
+        "max_tokens": int(embedder.model.max_seq_length or 256),
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     sample = list(samples) or ["bekb"]
@@ -242,9 +260,6 @@ def export_onnx(
     if worst < FP32_MIN_COSINE:
         raise EmbeddingError(f"ONNX export disagrees with sentence-transformers (cos {worst:.4f})")
     record_probe(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
     return worst
 
 
@@ -323,9 +338,12 @@ def quantize_onnx(source: Path, folder: Path) -> float:
     lowest cosine to the fp32 export on CHECK_TEXTS; below INT8_MIN_COSINE the model is
     refused (EmbeddingError).
     """
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    worst: list[float] = []
+    atomic_folder(folder, lambda tmp: worst.append(_write_quantized(source, tmp)))
+    return worst[0]
+
+
+def _write_quantized(source: Path, tmp: Path) -> float:
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -352,8 +370,6 @@ def quantize_onnx(source: Path, folder: Path) -> float:
     if worst < INT8_MIN_COSINE:
         raise EmbeddingError(f"the int8 model disagrees with fp32 (cos {worst:.4f})")
     record_probe(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
     return worst
 
 

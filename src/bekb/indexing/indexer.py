@@ -29,6 +29,7 @@ from bekb.embedding.cache import EmbeddingCache, text_key
 from bekb.embedding.model import Embedder, ModelSpec
 from bekb.errors import IndexStateError, StoreError
 from bekb.indexing.state import LoadedFile, Plan, plan
+from bekb.indexing.timing import Stopwatch
 from bekb.retrieval import adapter as query_adapter
 from bekb.retrieval.adapter import QueryAdapter, fit, pseudo_queries, stored_adapter
 from bekb.retrieval.bm25 import (
@@ -73,8 +74,10 @@ class Indexer:
         cache: EmbeddingCache,
         on_progress: ProgressCallback | None = None,
         adapt: bool = True,
+        clock: Stopwatch | None = None,
     ) -> None:
         self.store = store
+        self.clock = clock or Stopwatch()
         self.index_dir = index_dir
         self.build = build
         self.adapt = adapt
@@ -88,75 +91,87 @@ class Indexer:
         """The model, loaded on first use (a no-op run never loads it); `texts` are what
         this run embeds, for the factory to check a new export on."""
         if self._embedder is None:
-            self._embedder = self._embedder_factory(texts)
+            with self.clock.stage("model load"):
+                self._embedder = self._embedder_factory(texts)
         return self._embedder
 
     def run(self, selection: Selection, *, full: bool = False) -> IndexReport:
         """Bring the index in line with the selection's files."""
         started = time.perf_counter()
-        active = self.store.active()
-        rebuild = full or active is None or active.fingerprint != self.build.fingerprint
-        # A rebuild fills fresh collections, so readers keep the active index meanwhile.
-        key = active.collection if active and not rebuild else self._fresh_key(active)
-        records = {} if rebuild else self.store.files(key)
-        if not rebuild:
-            self._remove_orphans(key, records)
-            self.store.widen_search(key)
-        self.on_progress(Progress("scan", 0, len(selection.files)))
-        todo = plan(selection.root, selection.files, records)
-        self.on_progress(Progress("scan", len(selection.files), len(selection.files)))
+        stage = self.clock.stage
+        with stage("read index state"):
+            active = self.store.active()
+            rebuild = full or active is None or active.fingerprint != self.build.fingerprint
+            # A rebuild fills fresh collections, so readers keep the active index meanwhile.
+            key = active.collection if active and not rebuild else self._fresh_key(active)
+            records = {} if rebuild else self.store.files(key)
+            if not rebuild:
+                self._remove_orphans(key, records)
+                self.store.widen_search(key)
+        with stage("scan"):
+            self.on_progress(Progress("scan", 0, len(selection.files)))
+            todo = plan(selection.root, selection.files, records)
+            self.on_progress(Progress("scan", len(selection.files), len(selection.files)))
 
-        chunks_by_file = self._chunk(todo.work)
+        with stage("chunk"):
+            chunks_by_file = self._chunk(todo.work)
         all_chunks = [c for chunks in chunks_by_file.values() for c in chunks]
         vectors, embedded, cached = self._embed(all_chunks)
-        superseded = self._write(key, todo, chunks_by_file, vectors, records)
-        superseded |= self._forget(key, todo.deleted, records)
-
-        live = self.store.files(key)
+        with stage("write"):
+            superseded = self._write(key, todo, chunks_by_file, vectors, records)
+            superseded |= self._forget(key, todo.deleted, records)
+            live = self.store.files(key)
         adapt = self._wants_adapter(live)
-        unchanged = (
-            active is not None
-            and not rebuild
-            and not (todo.work or todo.deleted or todo.restat)
-            and json.loads(active.unresolved) == list(selection.unresolved)
-            and json.loads(active.agent_files) == list(selection.agent_files)
-            and self._keywords_intact(key, active.generation, live)
-            and (not adapt or stored_adapter(self.store, active) is not None)
-        )
+        with stage("check"):
+            unchanged = (
+                active is not None
+                and not rebuild
+                and not (todo.work or todo.deleted or todo.restat)
+                and json.loads(active.unresolved) == list(selection.unresolved)
+                and json.loads(active.agent_files) == list(selection.agent_files)
+                and self._keywords_intact(key, active.generation, live)
+                and (not adapt or stored_adapter(self.store, active) is not None)
+            )
         if not unchanged:  # a no-op run leaves the committed index exactly as it was
             generation = (active.generation if active else 0) + 1
             dimensions = self._dimensions(all_chunks, vectors, active)
-            chunks = self._live_chunks(key, live)
-            self._save_keyword_index(key, generation, chunks)
-            if adapt:
-                previous = None if rebuild or active is None else stored_adapter(self.store, active)
-                before = {cid for record in records.values() for cid in record.chunk_ids}
-                added = {c.id for c in all_chunks} - before  # ids are content digests
-                changes = len(added) + len(superseded)
-                self._save_adapter(key, generation, chunks, dimensions, previous, changes)
-            else:  # a killed build may have left one for this generation: it must not serve
-                serving = [(active.collection, active.generation)] if active else []
-                self.store.keep_adapters([*serving, (key, generation - 1)])
-            meta = IndexMeta(
-                fingerprint=self.build.fingerprint,
-                collection=key,
-                embed_model=self.build.model.name,
-                model_fingerprint=self.build.model.fingerprint,
-                dimensions=dimensions,
-                chunker_version=CHUNKER_VERSION,
-                chunk_tokens=self.build.chunk_tokens,
-                generation=generation,
-                built_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                build_seconds=round(time.perf_counter() - started, 3),
-                agent_files=json.dumps(list(selection.agent_files)),
-                unresolved=json.dumps(list(selection.unresolved)),
-            )
-            self.store.set_active(meta)
-            self._tidy(meta)
-        # Only now: searches still on the previous generation read these chunks until the
-        # switch. A kill before this line leaves them as orphans, removed by the next run.
-        still_live = {cid for record in live.values() for cid in record.chunk_ids}
-        self.store.delete_chunks(key, sorted(superseded - still_live))
+            with stage("keyword index"):
+                chunks = self._live_chunks(key, live)
+                self._save_keyword_index(key, generation, chunks)
+            with stage("query adapter"):
+                if adapt:
+                    previous = (
+                        None if rebuild or active is None else stored_adapter(self.store, active)
+                    )
+                    before = {cid for record in records.values() for cid in record.chunk_ids}
+                    added = {c.id for c in all_chunks} - before  # ids are content digests
+                    changes = len(added) + len(superseded)
+                    self._save_adapter(key, generation, chunks, dimensions, previous, changes)
+                else:  # a killed build may have left one for this generation: it must not serve
+                    serving = [(active.collection, active.generation)] if active else []
+                    self.store.keep_adapters([*serving, (key, generation - 1)])
+            with stage("commit"):
+                meta = IndexMeta(
+                    fingerprint=self.build.fingerprint,
+                    collection=key,
+                    embed_model=self.build.model.name,
+                    model_fingerprint=self.build.model.fingerprint,
+                    dimensions=dimensions,
+                    chunker_version=CHUNKER_VERSION,
+                    chunk_tokens=self.build.chunk_tokens,
+                    generation=generation,
+                    built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    build_seconds=round(time.perf_counter() - started, 3),
+                    agent_files=json.dumps(list(selection.agent_files)),
+                    unresolved=json.dumps(list(selection.unresolved)),
+                )
+                self.store.set_active(meta)
+                self._tidy(meta)
+        with stage("commit"):
+            # Only now: searches still on the previous generation read these chunks until the
+            # switch. A kill before this line leaves them as orphans, removed by the next run.
+            still_live = {cid for record in live.values() for cid in record.chunk_ids}
+            self.store.delete_chunks(key, sorted(superseded - still_live))
         self.on_progress(Progress("finish", 1, 1))
         return IndexReport(
             added=len(todo.new),
@@ -171,6 +186,7 @@ class Indexer:
             skipped=tuple(todo.skipped),
             unresolved=selection.unresolved,
             refused=selection.refused,
+            timings=self.clock.totals(),
         )
 
     # -- steps -------------------------------------------------------------------------------
@@ -214,7 +230,8 @@ class Indexer:
         model_key = self.build.model.fingerprint
         keys = {text_key(text): text for text in texts}
         dims = self._known_dimensions(list(keys.values()))
-        found = self.cache.get_many(model_key, list(keys), dims) if dims else {}
+        with self.clock.stage("embedding cache"):
+            found = self.cache.get_many(model_key, list(keys), dims) if dims else {}
         # Longest first, so each call's texts are of one length (little padding) and the
         # progress bar's ETA errs long rather than short.
         missing = sorted((k for k in keys if k not in found), key=lambda k: -len(keys[k]))
@@ -224,9 +241,11 @@ class Indexer:
             model = self._model([keys[k] for k in missing])
         for start in range(0, total, EMBED_BATCH):
             batch = missing[start : start + EMBED_BATCH]
-            vectors = model.embed([keys[k] for k in batch])
+            with self.clock.stage("embed"):
+                vectors = model.embed([keys[k] for k in batch])
             computed = dict(zip(batch, vectors, strict=True))
-            self.cache.put_many(model_key, computed)  # durable at once: a killed run resumes
+            with self.clock.stage("embedding cache"):  # durable at once: a killed run resumes
+                self.cache.put_many(model_key, computed)
             found.update(computed)
             self.on_progress(Progress(stage, min(start + EMBED_BATCH, total), total))
         return found, total, len(keys) - total

@@ -4,6 +4,6 @@
 - `lease`: the writer lease that keeps one writer at a time on a shared server.
 """
 
-from bekb.store.chroma import HNSW_EF_SEARCH, ChromaStore, chroma_errors, set_aside
+from bekb.store.chroma import HNSW_EF_SEARCH, ChromaStore, chroma_errors, open_store, set_aside
 
-__all__ = ["HNSW_EF_SEARCH", "ChromaStore", "chroma_errors", "set_aside"]
+__all__ = ["HNSW_EF_SEARCH", "ChromaStore", "chroma_errors", "open_store", "set_aside"]

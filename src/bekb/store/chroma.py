@@ -502,6 +502,19 @@ class ChromaStore:
         )
         return dict(zip(got["ids"], got["embeddings"], strict=True)) if got else {}
 
+    def chunk_reader(self, key: str) -> Callable[[str], list[Chunk]]:
+        """A function giving the committed chunks of one file of index `key` (in no order;
+        none for a file not indexed); the registry is read once, on first use."""
+        records: dict[str, FileRecord] = {}
+
+        def chunks_of(path: str) -> list[Chunk]:
+            if not records:
+                records.update(self.files(key))
+            record = records.get(path)
+            return self.get_chunks(key, record.chunk_ids) if record else []
+
+        return chunks_of
+
     def _batch_size(self) -> int:
         with contextlib.suppress(Exception):
             return max(1, min(4000, int(self._client.get_max_batch_size())))
@@ -574,6 +587,23 @@ def _persistent_client(folder: Path, settings: Any) -> Any:
             f"the index store {folder} is damaged ({one_line(exc, 160)}): "
             "run `bekb index` to rebuild it"
         ) from exc
+
+
+def open_store(index_dir: Path, url: str | None, *, replace_damaged: bool = False) -> ChromaStore:
+    """The store of an index: the server at `url`, or the embedded one under `index_dir`.
+
+    With `replace_damaged` (a writer, under the write lock), an embedded store too damaged to
+    open is set aside (kept for inspection) and a fresh one made: cached embeddings make the
+    rebuild cheap.
+    """
+    try:
+        return ChromaStore(index_dir=index_dir, url=url)
+    except StoreError:
+        folder = index_dir / "chroma"
+        if not replace_damaged or url or not folder.exists():
+            raise
+        set_aside(folder)
+        return ChromaStore(index_dir=index_dir, url=url)
 
 
 def set_aside(folder: Path) -> Path:

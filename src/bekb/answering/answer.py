@@ -1,0 +1,100 @@
+"""Composing an answer from retrieved passages: abstain, Claude with citations, or quotes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from bekb.answering.extractive import (
+    ENABLE_HINT,
+    PASSAGES,
+    abstention,
+    extractive_answer,
+    whole_code_blocks,
+)
+from bekb.domain import Answer, Chunk, Citation, Hit, Persona
+from bekb.errors import AnswerError, ConfigError
+from bekb.settings import Settings
+
+TextCallback = Callable[[str], None]
+ChunksOf = Callable[[str], list[Chunk]]
+
+
+def compose(
+    question: str,
+    hits: Sequence[Hit],
+    persona: Persona,
+    *,
+    off_topic: bool,
+    use_llm: bool,
+    settings: Settings,
+    chunks_of: ChunksOf,
+    on_text: TextCallback | None = None,
+) -> Answer:
+    """The answer to `question` from `hits`, in the voice of `persona`.
+
+    `off_topic` (the corpus does not cover the question) gives an abstention; with `use_llm`
+    Claude writes the answer, and a transient API failure falls back to quoting passages;
+    otherwise the best passages are quoted whole (`chunks_of(path)`: the file's chunks, to
+    widen a passage over a code block cut at indexing time).
+    """
+    hits = tuple(hits)
+    if off_topic:
+        return Answer(question, "abstain", abstention(question, hits), (), hits, persona.name)
+    notice = ENABLE_HINT
+    if use_llm:
+        try:
+            text, citations = _claude(question, hits, persona, settings, on_text)
+            return Answer(question, "llm", text, citations, hits, persona.name)
+        except AnswerError as exc:
+            if not exc.transient:
+                raise
+            notice = f"{exc} — showing the best passages instead."
+    quoted = quotable(hits, PASSAGES, chunks_of)
+    text, citations = extractive_answer(quoted, persona=persona.name)
+    return Answer(question, "extractive", text, citations, hits, persona.name, notice)
+
+
+def quotable(hits: Sequence[Hit], count: int, chunks_of: ChunksOf) -> list[Hit]:
+    """The best `count` passages with whole code blocks, none inside another."""
+    out: list[Hit] = []
+    for hit in hits:
+        passage = whole_code_blocks(hit, chunks_of(hit.path))
+        if not any(
+            q.path == passage.path
+            and q.start_line <= passage.start_line
+            and passage.end_line <= q.end_line
+            for q in out
+        ):
+            out.append(passage)
+        if len(out) == count:
+            break
+    return out
+
+
+def _claude(
+    question: str,
+    hits: Sequence[Hit],
+    persona: Persona,
+    settings: Settings,
+    on_text: TextCallback | None,
+) -> tuple[str, tuple[Citation, ...]]:
+    from bekb.answering.llm import answer_with_claude, make_client
+    from bekb.answering.persona import system_prompt
+
+    key = settings.anthropic_api_key
+    if not settings.llm_enabled or key is None:
+        raise ConfigError("answering with Claude needs an API key: set ANTHROPIC_API_KEY")
+    client = make_client(
+        api_key=key.get_secret_value(),
+        base_url=settings.anthropic_base_url,
+        timeout=settings.llm_timeout,
+    )
+    return answer_with_claude(
+        client,
+        model=settings.llm_model,
+        max_tokens=settings.llm_max_tokens,
+        system=system_prompt(persona),
+        question=question,
+        hits=hits,
+        on_text=on_text,
+    )
