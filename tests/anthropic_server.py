@@ -46,6 +46,19 @@ ERROR_MESSAGES = {
 }
 
 
+# Ways a stream breaks mid-answer (`FakeAnthropic.broken`), after how many events, and the
+# AnswerError bekb makes of each.
+BROKEN_STREAMS = {
+    "cut": (5, "the Anthropic API stream broke off before the answer was complete"),
+    "garbage": (4, "the Anthropic API sent a malformed stream: try again"),
+    "stall": (
+        4,
+        "the Anthropic API stopped answering mid-stream (timed out): try again, or raise "
+        "llm_timeout",
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Cite:
     """A `search_result_location` citation of the request's N-th search result.
@@ -80,10 +93,20 @@ def text_block(text: str | Sequence[str], *citations: Cite | dict[str, Any]) -> 
 
 
 @dataclass(frozen=True)
-class Reply:
-    """One canned response: text blocks, or an error status, optionally after a delay."""
+class ToolUse:
+    """A `tool_use` block of a canned reply: Claude calling a tool with `input`."""
 
-    blocks: tuple[Block, ...] = ()
+    name: str
+    input: dict[str, Any]
+    id: str = "toolu_01"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One canned response: text (and tool use) blocks, or an error status, optionally after
+    a delay; a stream can be made to break after its first `break_after` events."""
+
+    blocks: tuple[Block | ToolUse, ...] = ()
     status: int = 200
     error_type: str = ""
     error_message: str = ""
@@ -91,6 +114,17 @@ class Reply:
     # Send this error type as an SSE `error` event after the first block (a 200 stream).
     stream_error: str = ""
     headers: tuple[tuple[str, str], ...] = ()
+    # A stream that goes wrong after this many events: "cut" (the connection closes, no
+    # message_stop), "garbage" (a data line that is not JSON), "stall" (silence for
+    # `delay` seconds, for read timeouts).
+    break_after: int | None = None
+    breakage: str = ""
+    stall: float = 0.0
+    usage: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def stop_reason(self) -> str:
+        return "tool_use" if any(isinstance(b, ToolUse) for b in self.blocks) else "end_turn"
 
 
 @dataclass(frozen=True)
@@ -147,10 +181,22 @@ class FakeAnthropic:
 
     # -- configuring replies -------------------------------------------------------------
 
-    def reply(self, *blocks: Block | str, stream_error: str = "") -> None:
-        """Queue a successful reply made of these text blocks (a string: an uncited block)."""
+    def reply(
+        self,
+        *blocks: Block | ToolUse | str,
+        stream_error: str = "",
+        usage: dict[str, int] | None = None,
+    ) -> None:
+        """Queue a successful reply made of these blocks (a string: an uncited text block)."""
+        made = tuple(b if isinstance(b, Block | ToolUse) else text_block(b) for b in blocks)
+        self.queue(
+            Reply(blocks=made, stream_error=stream_error, usage=tuple((usage or {}).items()))
+        )
+
+    def broken(self, breakage: str, after: int, *blocks: Block | str, stall: float = 0.0) -> None:
+        """Queue a streamed reply that breaks (`cut`, `garbage`, `stall`) after `after` events."""
         made = tuple(b if isinstance(b, Block) else text_block(b) for b in blocks)
-        self.queue(Reply(blocks=made, stream_error=stream_error))
+        self.queue(Reply(blocks=made, break_after=after, breakage=breakage, stall=stall))
 
     def fail(
         self,
@@ -193,27 +239,18 @@ class FakeAnthropic:
 
     def _message(self, reply: Reply, body: dict[str, Any], *, streaming: bool) -> dict[str, Any]:
         results = _search_results(body)
-        content = (
-            []
-            if streaming
-            else [
-                {
-                    "type": "text",
-                    "text": block.text,
-                    "citations": [_citation(c, results) for c in block.citations] or None,
-                }
-                for block in reply.blocks
-            ]
-        )
+        content = [] if streaming else [_block_json(block, results) for block in reply.blocks]
+        usage = {"input_tokens": 100, "output_tokens": 1 if streaming else 20}
+        usage.update(dict(reply.usage))
         return {
             "id": f"msg_{len(self.requests):04d}",
             "type": "message",
             "role": "assistant",
             "model": body.get("model", self.model),
             "content": content,
-            "stop_reason": None if streaming else "end_turn",
+            "stop_reason": None if streaming else reply.stop_reason,
             "stop_sequence": None,
-            "usage": {"input_tokens": 100, "output_tokens": 1 if streaming else 20},
+            "usage": usage,
         }
 
     def _events(self, reply: Reply, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -226,6 +263,20 @@ class FakeAnthropic:
             ("ping", {"type": "ping"}),
         ]
         for index, block in enumerate(reply.blocks):
+            if isinstance(block, ToolUse):
+                start = {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
+                events.append(
+                    (
+                        "content_block_start",
+                        {"type": "content_block_start", "index": index, "content_block": start},
+                    )
+                )
+                delta = {"type": "input_json_delta", "partial_json": json.dumps(block.input)}
+                events.append(("content_block_delta", _delta(index, delta)))
+                events.append(
+                    ("content_block_stop", {"type": "content_block_stop", "index": index})
+                )
+                continue
             events.append(
                 (
                     "content_block_start",
@@ -252,8 +303,8 @@ class FakeAnthropic:
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": 20},
+                    "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": 20, **dict(reply.usage)},
                 },
             )
         )
@@ -265,12 +316,29 @@ def _delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
     return {"type": "content_block_delta", "index": index, "delta": delta}
 
 
+def _block_json(block: Block | ToolUse, results: list[dict[str, Any]]) -> dict[str, Any]:
+    if isinstance(block, ToolUse):
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    return {
+        "type": "text",
+        "text": block.text,
+        "citations": [_citation(c, results) for c in block.citations] or None,
+    }
+
+
 def _search_results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every search result the request carries, in order: top level, then inside tool
+    results (the order `search_result_index` counts in)."""
     found: list[dict[str, Any]] = []
     for message in body.get("messages", []):
         content = message.get("content")
-        if isinstance(content, list):
-            found.extend(b for b in content if b.get("type") == "search_result")
+        if not isinstance(content, list):
+            continue
+        for block in content:
+            if block.get("type") == "search_result":
+                found.append(block)
+            elif block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+                found.extend(b for b in block["content"] if b.get("type") == "search_result")
     return found
 
 
@@ -317,7 +385,7 @@ def _handler_for(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             if reply.status >= 400:
                 self._error(reply.status, reply.error_type, reply.error_message, reply.headers)
             elif body.get("stream"):
-                self._stream(server._events(reply, body))
+                self._stream(server._events(reply, body), reply)
             else:
                 self._json(200, server._message(reply, body, streaming=False), ())
 
@@ -344,13 +412,19 @@ def _handler_for(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self._write(data)
 
-        def _stream(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        def _stream(self, events: list[tuple[str, dict[str, Any]]], reply: Reply) -> None:
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.send_header("cache-control", "no-cache")
             self.send_header("request-id", "req_fake")
             self.end_headers()
-            for name, payload in events:
+            for sent, (name, payload) in enumerate(events):
+                if reply.break_after is not None and sent == reply.break_after:
+                    if reply.breakage == "garbage":
+                        self._write(b"event: content_block_delta\ndata: {not json\n\n")
+                    elif reply.breakage == "stall":
+                        server._stopping.wait(reply.stall)
+                    return  # "cut": the connection closes without message_stop
                 if not self._write(f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()):
                     return
 

@@ -23,11 +23,27 @@ class CliResult:
     err: str
 
 
-def hashing_app() -> typer.Typer:
-    """The `bekb` app with the deterministic hashing model instead of the real one."""
+class SlowHashingEmbedder(HashingEmbedder):
+    """The hashing model, `delay` seconds per text: a build that takes a while."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(self.delay * len(texts))
+        return super().embed(texts)
+
+
+def hashing_app(delay: float = 0.0) -> typer.Typer:
+    """The `bekb` app with the deterministic hashing model instead of the real one (taking
+    `delay` seconds per text embedded)."""
 
     def open_kb(settings: Settings) -> KnowledgeBase:
-        return KnowledgeBase.open(settings, embedder=HashingEmbedder())
+        model = SlowHashingEmbedder(delay) if delay else HashingEmbedder()
+        return KnowledgeBase.open(settings, embedder=model)
 
     return build_app(open_kb)
 

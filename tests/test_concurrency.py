@@ -162,6 +162,8 @@ def test_a_second_cli_writer_gives_up_after_lock_timeout_with_one_line(tiny_root
 
     assert (second.returncode, second.stdout) == (1, "")
     assert second.stderr == (
+        f"waiting for another `bekb index`, which holds {index_dir / 'write.lock'} "
+        "(up to 0.5s)\n"
         f"error: another `bekb index` holds {index_dir / 'write.lock'}; gave up after 0.5s "
         "(wait for it, or raise --lock-timeout)\n"
     )

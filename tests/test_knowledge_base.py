@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from anthropic_server import Cite, text_block
+from cli_support import hashing_app, invoke
+from conftest import TINY_AGENT
 
 from bekb import AnswerError, KnowledgeBase, UsageError
 from bekb.answering.persona import system_prompt
@@ -27,14 +29,22 @@ def with_claude(kb: KnowledgeBase, server) -> KnowledgeBase:
     )
 
 
-def test_without_a_key_ask_quotes_passages_and_says_how_to_enable_claude(indexed):
+def test_without_a_key_ask_quotes_passages_and_the_cli_says_how_to_enable_claude(indexed):
     answer = indexed.ask("compensating action for a failed saga step")
     assert answer.mode == "extractive"
     assert answer.persona == "test-specialist"
     assert answer.citations[0].path.startswith("alpha/skills/sagas/")
     assert answer.citations[0].quote.strip() in answer.text
-    assert "ANTHROPIC_API_KEY" in answer.notice
+    assert answer.notice == ""  # advice for a person is the terminal's, not the library's
     assert [c.n for c in answer.citations] == list(range(1, len(answer.citations) + 1))
+    s = indexed.settings
+    done = invoke(
+        hashing_app(), ["--root", s.root, "--index-dir", s.index_dir, "ask", "saga", "--no-llm"],
+        env={"BEKB_AGENT_FILES": TINY_AGENT},
+    )  # fmt: skip
+    assert done.err.splitlines()[-1] == (
+        "Set ANTHROPIC_API_KEY to have Claude synthesise an answer from these passages."
+    )
 
 
 def test_with_a_key_claude_answers_from_the_passages_with_citations(indexed, anthropic_server):
@@ -46,10 +56,13 @@ def test_with_a_key_claude_answers_from_the_passages_with_citations(indexed, ant
 
     assert answer.mode == "llm"
     assert answer.text == "Use a saga with compensating actions. [1]\n"
-    assert "".join(streamed) == "Use a saga with compensating actions.\n"
+    assert "".join(streamed) == answer.text  # the markers are streamed too
     first = answer.hits[0]
+    # The fake server quotes the whole passage: the citation spans its lines of text (its
+    # leading blank line and trailing blank lines aside).
+    text_lines = [n for n, line in enumerate(first.text.split("\n"), first.start_line) if line]
     assert [(c.n, c.path, c.start_line, c.end_line) for c in answer.citations] == [
-        (1, first.path, first.start_line, first.end_line)
+        (1, first.path, text_lines[0], text_lines[-1])
     ]
     request = anthropic_server.requests[0].body
     persona = indexed.persona("specialists/test-specialist.md")

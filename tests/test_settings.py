@@ -26,7 +26,8 @@ def test_toml_beats_defaults_env_beats_toml_flags_beat_env(tmp_path, monkeypatch
     (tmp_path / "bekb.toml").write_text('k = 3\nscope = "workspace"\nroot = "from-toml"\n')
     assert (Settings.load().k, Settings.load().scope) == (3, "workspace")
     monkeypatch.setenv("BEKB_K", "5")
-    assert (Settings.load().k, Settings.load().root) == (5, Path("from-toml"))
+    # A relative path in bekb.toml is relative to the file's folder (here the cwd).
+    assert (Settings.load().k, Settings.load().root) == (5, tmp_path / "from-toml")
     assert Settings.load(k=7).k == 7
     assert Settings.load(k=None).k == 5  # an absent flag does not override
 

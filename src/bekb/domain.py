@@ -209,6 +209,10 @@ class IndexStatus:
     stale: tuple[FileStatus, ...] = ()
     query_backend: str = ""
     query_adapter: bool = False  # searches go through an adapter fitted to this corpus
+    # What is wrong with the store (damaged, unreadable), found by checking its files.
+    store_problem: str | None = None
+    # Damaged stores set aside by a rebuild (the newest is kept for inspection).
+    set_aside: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -233,9 +237,10 @@ class Persona:
 
 @dataclass(frozen=True)
 class Progress:
-    """A step of long work, for progress bars: `done` of `total` in `stage`."""
+    """A step of long work, for progress bars: `done` of `total` in `stage` (`wait`: held up
+    by another writer, `detail` says by whom)."""
 
-    stage: Literal["scan", "chunk", "embed", "write", "adapt", "finish"]
+    stage: Literal["wait", "scan", "chunk", "embed", "write", "adapt", "finish"]
     done: int
     total: int
     detail: str = ""

@@ -54,7 +54,12 @@ class IndexLockedError(IndexStateError):
 
 
 class StoreError(BekbError):
-    """The vector store (Chroma, embedded or server) failed."""
+    """The vector store (Chroma, embedded or server) failed; `damaged` says whether the
+    embedded store's files are damaged (rebuilding it is the fix)."""
+
+    def __init__(self, message: str, *, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 class EmbeddingError(BekbError):

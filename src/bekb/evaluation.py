@@ -104,30 +104,49 @@ class Report:
 
 
 def read_questions(path: Path) -> list[Question]:
-    """Questions from a JSONL file in the format of eval/dev.jsonl."""
+    """Questions from a JSONL file in the format of eval/dev.jsonl.
+
+    Raises:
+        UsageError: the file cannot be read as UTF-8, holds no question, or a line is not a
+            golden question (the message names the line).
+    """
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
     out = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            out.append(
-                Question(
-                    id=str(row["id"]),
-                    question=str(row["question"]),
-                    relevant=tuple(row.get("relevant", ())),
-                    evidence=tuple(row.get("evidence", ())),
-                    kind=str(row.get("kind", "unknown")),
-                    corpus=str(row.get("corpus", "core")),
-                )
-            )
+            out.append(_question(json.loads(line)))
         except (ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"{path}:{number}: not a golden question ({exc})") from exc
+    if not out:
+        raise UsageError(f"{path} holds no questions (one JSON object per line)")
     return out
+
+
+def _question(row: Any) -> Question:
+    if not isinstance(row, dict):
+        raise TypeError("a line must be a JSON object")
+    for key in ("id", "question"):
+        if not isinstance(row.get(key), str | int) or not str(row[key]).strip():
+            raise KeyError(f"{key!r} is missing or empty")
+    lists = {key: row.get(key, []) for key in ("relevant", "evidence")}
+    for key, value in lists.items():
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise TypeError(f"{key!r} must be a list of strings")
+    return Question(
+        id=str(row["id"]),
+        question=str(row["question"]),
+        relevant=tuple(lists["relevant"]),
+        evidence=tuple(lists["evidence"]),
+        kind=str(row.get("kind", "unknown")),
+        corpus=str(row.get("corpus", "core")),
+    )
 
 
 def rank_of(

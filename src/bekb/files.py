@@ -8,6 +8,7 @@ writes what readers must never see half-written.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import shutil
@@ -85,15 +86,29 @@ def read_regular(root: Path, rel: str, *, limit: int = MAX_FILE_BYTES) -> FileBy
     return FileBytes(data, info.st_size, info.st_mtime_ns)
 
 
-def read_utf8(root: Path, rel: str) -> str | Unreadable:
-    """The text of `root/rel` (as `read_regular` reads it), or why it is not UTF-8 text."""
+def looks_binary(data: bytes) -> bool:
+    """Whether `data` is no text file: it holds a NUL byte (and is not UTF-16, which does)."""
+    return b"\x00" in data and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+
+
+def decode_text(data: bytes) -> str:
+    """A file's text: UTF-8, or UTF-16 when it starts with a UTF-16 byte-order mark (files
+    saved by Windows editors; the mark is not text). Raises UnicodeDecodeError."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    return data.decode("utf-8")
+
+
+def read_text(root: Path, rel: str) -> str | Unreadable:
+    """The text of `root/rel` (read as `read_regular` reads it, decoded as `decode_text`),
+    or why it cannot be had."""
     got = read_regular(root, rel)
     if isinstance(got, Unreadable):
         return got
     try:
-        return got.data.decode("utf-8")
+        return decode_text(got.data)
     except UnicodeDecodeError as exc:
-        return Unreadable(f"not valid UTF-8 (byte {exc.start})")
+        return Unreadable(f"not valid {exc.encoding.upper()} (byte {exc.start})")
 
 
 def is_regular_file(path: Path) -> bool:

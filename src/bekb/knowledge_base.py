@@ -26,7 +26,7 @@ from bekb.domain import (
     Source,
     SyncReport,
 )
-from bekb.errors import IndexNotBuiltError
+from bekb.errors import IndexNotBuiltError, StoreError
 from bekb.indexing.freshness import Freshness
 from bekb.inputs import MAX_K, check_k, check_text
 from bekb.settings import Settings
@@ -84,7 +84,8 @@ class KnowledgeBase:
         if self._store is None:
             from bekb.store import open_store
 
-            self._store = open_store(self.settings.index_dir, self.settings.chroma_url)
+            s = self.settings
+            self._store = open_store(s.index_dir, s.chroma_url, timeout=s.chroma_timeout)
         return self._store
 
     @property
@@ -105,13 +106,20 @@ class KnowledgeBase:
             )
         return self._models
 
-    def _writable_store(self) -> ChromaStore:
-        """The store, opened for writing (under the write lock; see `open_store`)."""
-        from bekb.store import open_store
+    def _writable_store(self, replace: bool = False) -> ChromaStore:
+        """The store, opened for writing (under the write lock; see `open_store`); with
+        `replace`, the damaged embedded store is set aside first."""
+        from bekb.store import open_store, set_aside
 
+        if replace and self._store is not None and self._store.folder is not None:
+            self._store.close()
+            set_aside(self._store.folder)
+            self._store = None
         if self._store is None:
             s = self.settings
-            self._store = open_store(s.index_dir, s.chroma_url, replace_damaged=True)
+            self._store = open_store(
+                s.index_dir, s.chroma_url, timeout=s.chroma_timeout, replace_damaged=True
+            )
         return self._store
 
     def _retrieval(self) -> Retriever:
@@ -209,6 +217,8 @@ class KnowledgeBase:
         count = check_k(k) or self.settings.k
         selection = self.selection()  # walked once: a glob-made selection is never reused
         stale, snapshot = self._stale_after(refresh, selection) if check_fresh else (set(), None)
+        if snapshot is None and not self._has_store():
+            raise IndexNotBuiltError("no index yet: run `bekb index` first")
         # A passage copied between plugins is cited from the specialist's own file.
         result = self._retrieval().search(
             text, min(count, MAX_K), snapshot=snapshot, preferred=selection.cited
@@ -231,6 +241,8 @@ class KnowledgeBase:
         generation they were compared with, for the search to read: the stale marks then
         describe the very hits returned, and the registry is read from Chroma once."""
         try:
+            if not self._has_store():
+                raise IndexNotBuiltError("no index yet")
             snapshot = self._retrieval().snapshot()
         except IndexNotBuiltError:
             if refresh or self.settings.auto_refresh:
@@ -254,9 +266,10 @@ class KnowledgeBase:
     ) -> Answer:
         """Answer `question` from the corpus, in the persona's voice, with citations.
 
-        With an API key (and `use_llm` not False) Claude writes the answer; otherwise, or when
-        the API is briefly unavailable, the best passages are quoted. Nothing relevant found
-        gives `mode == "abstain"`.
+        `use_llm`: None (the default) lets Claude write the answer when an API key is set,
+        quoting the best passages instead when the API is briefly unavailable; True requires
+        Claude (an API failure raises AnswerError); False quotes passages. Nothing relevant
+        found gives `mode == "abstain"`.
         """
         from bekb.answering.answer import compose
 
@@ -268,7 +281,7 @@ class KnowledgeBase:
             result.hits,
             who,
             off_topic=self._off_topic(result),
-            use_llm=self.settings.llm_enabled if use_llm is None else use_llm,
+            use_llm=use_llm,
             settings=self.settings,
             chunks_of=self.store.chunk_reader(self._active().collection),
             on_text=on_text,
@@ -307,7 +320,7 @@ class KnowledgeBase:
 
     def corpus_status(self) -> CorpusStatus:
         """Every selected file compared with the index: indexed, new, changed or deleted."""
-        meta = self.store.active()
+        meta = self._active_or_none()
         records = self.store.files(meta.collection) if meta else {}
         return self._freshness.corpus_status(records, self.selection())
 
@@ -315,9 +328,16 @@ class KnowledgeBase:
         """The index at a glance: what built it, how big it is, what is stale."""
         from bekb.files import folder_size
         from bekb.retrieval.adapter import stored_adapter
+        from bekb.store.health import set_aside_stores
 
-        meta = self.store.active()
-        records = self.store.files(meta.collection) if meta else {}
+        try:
+            problem = self.store.problem() if self._has_store() else None
+            meta = self._active_or_none()
+            records = self.store.files(meta.collection) if meta else {}
+        except StoreError as exc:
+            if not exc.damaged:
+                raise
+            problem, meta, records = str(exc), None, {}
         stale = self._freshness.corpus_status(records, self.selection()).stale
         return IndexStatus(
             root=str(self.settings.root.resolve()),
@@ -331,13 +351,15 @@ class KnowledgeBase:
             chunks=sum(len(r.chunk_ids) for r in records.values()),
             last_build=meta.built_at if meta else None,
             last_build_seconds=meta.build_seconds if meta else None,
-            store=self.store.mode,
+            store="server" if self.settings.chroma_url else "embedded",
             size_bytes=folder_size(self.settings.index_dir),
             stale=stale,
             query_backend=self.models.query_runtime(meta) if meta else "",
             query_adapter=bool(
                 meta and self.settings.query_adapter and stored_adapter(self.store, meta)
             ),
+            store_problem=problem,
+            set_aside=tuple(str(p) for p in set_aside_stores(self.settings.index_dir)),
         )
 
     def sources(self) -> list[Source]:
@@ -357,10 +379,20 @@ class KnowledgeBase:
 
     def is_built(self) -> bool:
         """Whether an index has been committed (searches can run)."""
-        return self.store.active() is not None
+        return self._active_or_none() is not None
 
     def _active(self) -> IndexMeta:
-        meta = self.store.active()
+        meta = self._active_or_none()
         if meta is None:
             raise IndexNotBuiltError("no index yet: run `bekb index` first")
         return meta
+
+    def _active_or_none(self) -> IndexMeta | None:
+        return self.store.active() if self._has_store() else None
+
+    def _has_store(self) -> bool:
+        """Whether there is a store to read: a server, or an embedded one already made
+        (reading never creates one: `status` on an empty folder leaves it empty)."""
+        if self._store is not None or self.settings.chroma_url:
+            return True
+        return (self.settings.index_dir / "chroma" / "chroma.sqlite3").is_file()

@@ -47,6 +47,27 @@ def _config_file() -> Path:
     return Path(os.environ.get(CONFIG_FILE_ENV, "bekb.toml"))
 
 
+# Settings that are paths: in a bekb.toml, a relative one is relative to the file's folder.
+PATH_SETTINGS = ("root", "index_dir", "lock_file", "cache_dir")
+
+
+class _ConfigFileSource(TomlConfigSettingsSource):
+    """bekb.toml, with relative paths taken from the file's folder, not the working
+    directory (an MCP host starts bekb from anywhere)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls, toml_file=path)
+        self._folder = path.resolve().parent
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        for name in PATH_SETTINGS:
+            value = values.get(name)
+            if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+                values[name] = str(self._folder / value)
+        return values
+
+
 class Settings(BaseSettings):
     """Everything bekb can be configured with. Build it with `Settings.load(...)`."""
 
@@ -104,9 +125,17 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(
         None, description="Chroma server URL (http://host:port); unset for the embedded store."
     )
+    chroma_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request to the Chroma server may take before it fails.",
+    )
     llm_model: str = Field("claude-sonnet-4-6", description="Claude model used by `ask`.")
     llm_max_tokens: int = Field(1500, ge=1, le=64000, description="Answer length cap.")
-    llm_timeout: float = Field(60.0, gt=0, description="Seconds before an API call gives up.")
+    llm_timeout: float = Field(
+        60.0, gt=0, le=3600, description="Seconds before an API call gives up."
+    )
     anthropic_api_key: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("anthropic_api_key", "ANTHROPIC_API_KEY"),
@@ -193,8 +222,13 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Flags beat the environment, which beats bekb.toml, which beats the defaults."""
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
-        return (init_settings, env_settings, toml)
+        path = _config_file()
+        named = CONFIG_FILE_ENV in os.environ
+        if path.is_dir() or (named and not path.exists()):
+            what = "is a directory" if path.is_dir() else "does not exist"
+            origin = f"{CONFIG_FILE_ENV} names {path}" if named else f"{path}"
+            raise ConfigError(f"{origin}, which {what}: point {CONFIG_FILE_ENV} at a bekb.toml")
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls, path))
 
     @classmethod
     def load(cls, **flags: Any) -> Settings:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 
 import anthropic
 import pytest
-from anthropic_server import Cite, FakeAnthropic, free_port, text_block
+from anthropic_server import BROKEN_STREAMS, Cite, FakeAnthropic, free_port, text_block
 
 from bekb.answering.llm import answer_with_claude, make_client
 from bekb.answering.persona import parse_agent_file, system_prompt
@@ -137,9 +136,9 @@ def test_streaming_passes_each_text_delta_in_order(anthropic_server):
 
     text, _ = ask(anthropic_server, on_text=deltas.append)
 
-    assert deltas == ["Run ", "the compensating ", "action", " in reverse ", "order."]
-    assert text == "Run the compensating action [1] in reverse order."
-    assert "".join(deltas) == re.sub(r" \[\d+\]", "", text)
+    # Each block's markers are streamed as the block completes, right after its last word.
+    assert deltas == ["Run", " the compensating", " action", " [1]", " in reverse", " order."]
+    assert text == "".join(deltas) == "Run the compensating action [1] in reverse order."
 
 
 def test_citations_are_numbered_by_first_appearance_one_per_hit(anthropic_server):
@@ -160,8 +159,8 @@ def test_citations_are_numbered_by_first_appearance_one_per_hit(anthropic_server
             n=1,
             path="skills/outbox/SKILL.md",
             heading="Outbox",
-            start_line=3,
-            end_line=9,
+            start_line=3,  # the one line Claude quoted, not the whole passage
+            end_line=3,
             quote=HITS[2].text,
             stale=True,
         ),
@@ -170,10 +169,35 @@ def test_citations_are_numbered_by_first_appearance_one_per_hit(anthropic_server
             path="skills/saga/SKILL.md",
             heading="Saga > Compensation",
             start_line=10,
-            end_line=24,
+            end_line=10,
             quote=HITS[0].text,
         ),
     )
+
+
+def test_a_citation_spans_the_lines_claude_quoted(anthropic_server):
+    passage = Hit(
+        path="skills/saga/SKILL.md",
+        heading="Saga",
+        start_line=20,
+        end_line=26,
+        text="## Saga\n\nIntro.\n\nStep one: reserve.\nStep two: charge.\nStep three: ship.\n",
+        score=0.9,
+    )
+    quote = "Step one: reserve.\nStep two: charge."
+    anthropic_server.reply(text_block("Reserve, then charge.", Cite(0, cited_text=quote)))
+
+    _, (citation,) = ask(anthropic_server, hits=(passage,))
+
+    assert (citation.start_line, citation.end_line, citation.quote) == (24, 25, quote)
+
+
+def test_a_quote_not_found_in_the_passage_cites_the_whole_passage(anthropic_server):
+    anthropic_server.reply(text_block("Compensate.", Cite(0, cited_text="words not in it")))
+
+    _, (citation,) = ask(anthropic_server)
+
+    assert (citation.start_line, citation.end_line) == (10, 24)
 
 
 def test_marker_goes_before_the_trailing_whitespace_of_a_cited_block(anthropic_server):
@@ -320,7 +344,7 @@ def test_overloaded_error_inside_the_stream_is_transient(anthropic_server):
         "Anthropic API overloaded (overloaded_error): try again shortly",
         True,
     )
-    assert deltas == ["Partial ", "answer"]
+    assert "".join(deltas) == "Partial answer"
 
 
 def test_sdk_retries_an_overloaded_api_then_succeeds(anthropic_server):
@@ -375,3 +399,14 @@ def test_fake_server_answers_non_streaming_requests_with_citations(anthropic_ser
             ],
         }
     ]
+
+
+@pytest.mark.parametrize("breakage", list(BROKEN_STREAMS))
+def test_a_stream_that_breaks_mid_answer_is_a_transient_answer_error(anthropic_server, breakage):
+    after, message = BROKEN_STREAMS[breakage]
+    anthropic_server.broken(breakage, after, "Compensate each step", "in reverse.", stall=5)
+
+    with pytest.raises(AnswerError) as caught:
+        ask(anthropic_server, timeout=1.0)
+
+    assert (str(caught.value), caught.value.transient) == (message, True)

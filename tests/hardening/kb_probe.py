@@ -34,7 +34,7 @@ def probe(kb: KnowledgeBase, op: str) -> dict[str, Any]:
         return {"report": [report.added, report.changed, report.removed, report.embedded]}
     if name == "status":
         status = kb.status()
-        return {"report": [status.files, status.chunks]}
+        return {"report": [status.files, status.chunks], "problem": status.store_problem}
     raise SystemExit(f"unknown op {op!r}")
 
 

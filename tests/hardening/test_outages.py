@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from anthropic_server import free_port
+from anthropic_server import BROKEN_STREAMS, free_port
 from chroma_server import ChromaServer
 from conftest import TINY_AGENT, HashingEmbedder
 from hardening_support import HASHING_CLI, clean_env, in_process_cli, tally
@@ -69,7 +69,7 @@ def test_a_transient_api_failure_falls_back_to_quoting_passages(
     code, out, err = ask()
 
     assert (code, out.startswith(EXTRACTIVE)) == (0, True)
-    assert err == f"{notice} — showing the best passages instead.\n"
+    assert err == f"warning: {notice} — showing the best passages instead.\n"
     assert KEY not in out + err
     tally("Anthropic API faults", 1)
 
@@ -80,7 +80,7 @@ def test_an_unreachable_api_falls_back_to_quoting_passages(ask, monkeypatch):
     code, out, err = ask()
 
     assert (code, out.startswith(EXTRACTIVE)) == (0, True)
-    assert err.startswith("cannot reach the Anthropic API at 127.0.0.1: check the network")
+    assert err.startswith("warning: cannot reach the Anthropic API at 127.0.0.1: check the network")
     tally("Anthropic API faults", 1)
 
 
@@ -119,7 +119,34 @@ def test_a_stream_that_breaks_mid_answer_still_shows_the_passages(ask, anthropic
 
     assert code == 0
     assert EXTRACTIVE in out  # what Claude said before the break is not the answer
-    assert err.startswith("Anthropic API overloaded (overloaded_error)")
+    assert err.startswith("warning: Anthropic API overloaded (overloaded_error)")
+    tally("Anthropic API faults", 1)
+
+
+@pytest.mark.parametrize("breakage", list(BROKEN_STREAMS))
+def test_a_stream_cut_or_garbled_mid_answer_is_never_shown_as_complete(
+    ask, anthropic_server, breakage
+):
+    after, notice = BROKEN_STREAMS[breakage]
+    anthropic_server.broken(breakage, after, "Undo the completed steps", "in reverse.", stall=5)
+
+    code, out, err = ask()
+
+    assert code == 0
+    assert EXTRACTIVE in out  # the passages, not the half-answer as if it were whole
+    assert err == f"warning: {notice} — showing the best passages instead.\n"
+    tally("Anthropic API faults", 1)
+
+
+def test_requiring_claude_means_a_transient_failure_is_an_error_not_a_fallback(
+    ask, anthropic_server
+):
+    anthropic_server.fail(529)
+
+    code, out, err = ask("--llm", "anthropic")
+
+    assert (code, out) == (1, "")
+    assert err == "error: Anthropic API overloaded (529 overloaded_error): " + AGAIN + "\n"
     tally("Anthropic API faults", 1)
 
 

@@ -185,9 +185,9 @@ def test_a_citation_resolving_later_is_indexed_when_the_file_appears(watcher, ti
 
 
 def test_a_file_turning_invalid_is_skipped_and_watching_goes_on(watcher, tiny_root):
-    (tiny_root / DETAILS).write_bytes(b"\xff\xfe not text")
+    (tiny_root / DETAILS).write_bytes(b"caf\xe9 not text")  # Latin-1, not UTF-8
     watcher.wait_rebuilds(2)
-    assert watcher.reports[1].skipped == (SkippedFile(DETAILS, "not valid UTF-8 (byte 0)"),)
+    assert watcher.reports[1].skipped == (SkippedFile(DETAILS, "not valid UTF-8 (byte 3)"),)
     assert DETAILS in watcher.indexed()  # the last good version keeps answering
 
     (tiny_root / SERVER).unlink()

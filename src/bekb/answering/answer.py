@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from bekb.answering.extractive import (
-    ENABLE_HINT,
-    PASSAGES,
-    abstention,
-    extractive_answer,
-    whole_code_blocks,
-)
+from bekb.answering.extractive import PASSAGES, abstention, extractive_answer, whole_code_blocks
 from bekb.domain import Answer, Chunk, Citation, Hit, Persona
 from bekb.errors import AnswerError, ConfigError
 from bekb.settings import Settings
 
 TextCallback = Callable[[str], None]
 ChunksOf = Callable[[str], list[Chunk]]
+UNCITED = "Claude's answer cites none of the passages it was given: check it against them."
 
 
 def compose(
@@ -25,28 +20,30 @@ def compose(
     persona: Persona,
     *,
     off_topic: bool,
-    use_llm: bool,
+    use_llm: bool | None,
     settings: Settings,
     chunks_of: ChunksOf,
     on_text: TextCallback | None = None,
 ) -> Answer:
     """The answer to `question` from `hits`, in the voice of `persona`.
 
-    `off_topic` (the corpus does not cover the question) gives an abstention; with `use_llm`
-    Claude writes the answer, and a transient API failure falls back to quoting passages;
-    otherwise the best passages are quoted whole (`chunks_of(path)`: the file's chunks, to
-    widen a passage over a code block cut at indexing time).
+    `off_topic` (the corpus does not cover the question) gives an abstention. Claude writes
+    the answer when `use_llm` is True (required: an API failure raises) or None and a key is
+    configured (a transient API failure then falls back to quoting passages); otherwise the
+    best passages are quoted whole (`chunks_of(path)`: the file's chunks, to widen a passage
+    over a code block cut at indexing time).
     """
     hits = tuple(hits)
     if off_topic:
         return Answer(question, "abstain", abstention(question, hits), (), hits, persona.name)
-    notice = ENABLE_HINT
-    if use_llm:
+    notice = ""
+    if use_llm or (use_llm is None and settings.llm_enabled):
         try:
             text, citations = _claude(question, hits, persona, settings, on_text)
-            return Answer(question, "llm", text, citations, hits, persona.name)
+            flag = "" if citations or not hits else UNCITED
+            return Answer(question, "llm", text, citations, hits, persona.name, flag)
         except AnswerError as exc:
-            if not exc.transient:
+            if use_llm or not exc.transient:
                 raise
             notice = f"{exc} — showing the best passages instead."
     quoted = quotable(hits, PASSAGES, chunks_of)

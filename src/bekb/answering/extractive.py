@@ -10,7 +10,6 @@ from bekb.domain import Chunk, Citation, Hit
 
 # Passages quoted by an extractive answer.
 PASSAGES = 3
-ENABLE_HINT = "Set ANTHROPIC_API_KEY to have Claude synthesise an answer from these passages."
 
 
 def whole_code_blocks(hit: Hit, file_chunks: Sequence[Chunk]) -> Hit:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from bekb.cli import render
 from bekb.errors import BekbError, ConfigError, UsageError, one_line
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def open_kb(ctx: typer.Context, **flags: Any) -> KnowledgeBase:
 
 def error_line(message: str) -> None:
     """Print one error line on stderr."""
-    typer.echo(f"error: {message}", err=True)
+    render.echo(f"error: {message}", err=True)
 
 
 class _Root(TyperGroup):
@@ -87,15 +88,13 @@ class _Root(TyperGroup):
             error_line(str(exc))
             raise typer.Exit(EXIT_FAILURE) from exc
         except KeyboardInterrupt as exc:
-            typer.echo("interrupted", err=True)
+            render.echo("interrupted", err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from exc
         except BrokenPipeError as exc:
             _silence_stdout()
             raise typer.Exit(EXIT_BROKEN_PIPE) from exc
-        except OSError as exc:
-            if _is_click_error(exc):
-                raise
-            error_line(f"cannot write the output: {exc.strerror or one_line(exc)}")
+        except render.OutputError as exc:
+            error_line(f"cannot write the output: {exc}")
             raise typer.Exit(EXIT_FAILURE) from exc
         except Exception as exc:
             if _is_click_error(exc):
@@ -195,13 +194,13 @@ def run(app: typer.Typer, args: Sequence[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        typer.echo("interrupted", err=True)
+        render.echo("interrupted", err=True)
         return EXIT_INTERRUPTED
     except ClickException as exc:  # typer's own usage errors (unknown option, bad value)
         exc.show()
         return EXIT_USAGE if isinstance(exc, ClickUsageError) else EXIT_FAILURE
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        render.echo("interrupted", err=True)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()

@@ -34,13 +34,13 @@ def corpus_status_command(
     if json_out:
         render.print_json(contracts.corpus_json(status))
         return
-    typer.echo(f"root {status.root}")
+    render.echo(f"root {status.root}")
     for f in status.files:
-        typer.echo(f"  {f.state:10} {f.path}")
+        render.echo(f"  {f.state:10} {f.path}")
     for path in status.unresolved:
-        typer.echo(f"  {'unresolved':10} {path}")
+        render.echo(f"  {'unresolved':10} {path}")
     for refused in status.refused:
-        typer.echo(f"  {'refused':10} {refused.path}: {refused.reason}")
+        render.echo(f"  {'refused':10} {refused.path}: {refused.reason}")
 
 
 def corpus_sync_command(
@@ -65,13 +65,13 @@ def corpus_sync_command(
         render.print_json(contracts.sync_json(report))
     else:
         for repo in report.repos:
-            typer.echo(
+            render.echo(
                 f"{repo.name}: {repo.fetched} fetched, {repo.copied} copied, "
                 f"{repo.skipped} up to date, {repo.failed} failed"
             )
         for failure in report.failures:
-            typer.echo(f"error: {failure}", err=True)
+            render.echo(f"error: {failure}", err=True)
         for path in report.unpinned:
-            typer.echo(f"not in the lock: {path} (re-pin: {report.repin})", err=True)
+            render.echo(f"not in the lock: {path} (re-pin: {report.repin})", err=True)
     if not report.ok:
         raise typer.Exit(EXIT_FAILURE)

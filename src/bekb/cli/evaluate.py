@@ -32,18 +32,18 @@ def eval_command(
         render.print_json(report)
         return
     columns = ("hit@1", "hit@5", "mrr@10", "evid@5", "abst", "f.abst")
-    typer.echo(f"{'':14}{'n':>4} " + " ".join(f"{c:>7}" for c in columns))
-    typer.echo(_row("overall", report["overall"]))
+    render.echo(f"{'':14}{'n':>4} " + " ".join(f"{c:>7}" for c in columns))
+    render.echo(_row("overall", report["overall"]))
     for name, metrics in report["by_kind"].items():
-        typer.echo(_row(f"kind {name}", metrics))
+        render.echo(_row(f"kind {name}", metrics))
     for name, metrics in report["by_corpus"].items():
-        typer.echo(_row(f"corpus {name}", metrics))
+        render.echo(_row(f"corpus {name}", metrics))
     if report["skipped"]:
-        typer.echo(
+        render.echo(
             f"({report['skipped']} `corpus: full` questions skipped: index with --scope workspace)"
         )
     for miss in report["misses"]:
-        typer.echo(
+        render.echo(
             f"miss {miss['id']} rank={miss['rank']} evidence={miss['evidence']}: {miss['question']}"
         )
 

@@ -45,7 +45,7 @@ def index_command(
         _watch(kb, full=full, json_out=json_out)
         return
     if json_out:
-        report = kb.index(full=full)
+        report = kb.index(full=full, on_progress=render.wait_notice)
         render.print_json(contracts.index_json(report))
         return
     from bekb.cli.progress import IndexProgress
@@ -53,12 +53,12 @@ def index_command(
     with IndexProgress() as progress:
         report = kb.index(full=full, on_progress=progress.update)
     for skipped in report.skipped:
-        typer.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
+        render.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
     for refused in report.refused:
-        typer.echo(f"refused {refused.path}: {refused.reason}", err=True)
+        render.echo(f"refused {refused.path}: {refused.reason}", err=True)
     for path in report.unresolved:
-        typer.echo(f"unresolved citation: {path}", err=True)
-    typer.echo(render.index_summary(report))
+        render.echo(f"unresolved citation: {path}", err=True)
+    render.echo(render.index_summary(report))
 
 
 def _watch(kb: Any, *, full: bool, json_out: bool) -> None:
@@ -76,26 +76,26 @@ def _watch(kb: Any, *, full: bool, json_out: bool) -> None:
         notes += [f"unresolved citation: {path}" for path in report.unresolved]
         for note in notes:  # a standing warning is shown once, not after every save
             if note not in warned:
-                typer.echo(note, err=True)
+                render.echo(note, err=True)
         warned.clear()
         warned.update(notes)
         if json_out:
-            typer.echo(json.dumps(contracts.index_json(report)))
+            render.echo(json.dumps(contracts.index_json(report)))
         else:
-            typer.echo(f"{time.strftime('%H:%M:%S')} {render.index_summary(report)}")
+            render.echo(f"{time.strftime('%H:%M:%S')} {render.index_summary(report)}")
 
     def failed(exc: BekbError) -> None:
-        typer.echo(f"error: {exc}", err=True)
+        render.echo(f"error: {exc}", err=True)
 
     try:
         if full:
             rebuilt(kb.index(full=True))
-        typer.echo(f"watching {kb.settings.root} for changes (Ctrl-C to stop)", err=True)
+        render.echo(f"watching {kb.settings.root} for changes (Ctrl-C to stop)", err=True)
         with _stop_on_ctrl_c() as stop:
             kb.watch(on_rebuild=rebuilt, on_error=failed, stop_event=stop)
     except KeyboardInterrupt:
         pass
-    typer.echo("stopped watching", err=True)
+    render.echo("stopped watching", err=True)
 
 
 @contextlib.contextmanager
@@ -132,25 +132,33 @@ def status_command(
     if json_out:
         render.print_json(contracts.status_json(status))
         return
+    if status.store_problem:
+        render.echo(f"problem     {status.store_problem}")
+    for kept in status.set_aside:
+        render.echo(
+            f"set aside   {kept}: a damaged store kept for inspection (delete it when done)"
+        )
     if not status.built:
-        typer.echo(f"no index in {status.index_dir}: run `bekb index`")
+        render.echo(f"no index in {status.index_dir}: run `bekb index`")
         return
-    typer.echo(f"root        {status.root}")
-    typer.echo(f"index       {status.index_dir} ({status.store}, {status.size_bytes / 1e6:.1f} MB)")
-    typer.echo(f"agent files {', '.join(status.agent_files)}")
-    typer.echo(
+    render.echo(f"root        {status.root}")
+    render.echo(
+        f"index       {status.index_dir} ({status.store}, {status.size_bytes / 1e6:.1f} MB)"
+    )
+    render.echo(f"agent files {', '.join(status.agent_files)}")
+    render.echo(
         f"model       {status.embed_model} ({status.dimensions} dims, queries via "
         f"{status.query_backend}); chunker v{status.chunker_version}"
     )
-    typer.echo(f"contents    {status.files} files, {status.chunks} chunks")
+    render.echo(f"contents    {status.files} files, {status.chunks} chunks")
     adapter = "fitted to this corpus" if status.query_adapter else "none"
-    typer.echo(
+    render.echo(
         f"adapter     query adapter {adapter} (see `query_adapter` in docs/configuration.md)"
     )
-    typer.echo(f"last build  {status.last_build} ({status.last_build_seconds:.1f}s)")
+    render.echo(f"last build  {status.last_build} ({status.last_build_seconds:.1f}s)")
     if status.stale:
-        typer.echo(f"stale       {len(status.stale)} files changed since: run `bekb index`")
+        render.echo(f"stale       {len(status.stale)} files changed since: run `bekb index`")
         for f in status.stale:
-            typer.echo(f"  {f.state:8} {f.path}")
+            render.echo(f"  {f.state:8} {f.path}")
     else:
-        typer.echo("stale       none")
+        render.echo("stale       none")

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from bekb.cli import render
 from bekb.cli.app import open_kb
 
 
@@ -38,5 +39,5 @@ def mcp_command(
 
     kb = open_kb(ctx)
     if not kb.is_built():
-        typer.echo("warning: no index yet: run `bekb index` first", err=True)
+        render.echo("warning: no index yet: run `bekb index` first", err=True)
     serve(kb, http_port=http)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+from bekb.cli import render
 from bekb.domain import Progress
 
 LABELS = {
@@ -56,6 +57,11 @@ class IndexProgress:
 
     def update(self, step: Progress) -> None:
         """Show `step` (an on_progress callback)."""
+        if step.stage == "wait":
+            self._bar.console.print(
+                render.plain(step.detail), markup=False, highlight=False, soft_wrap=True
+            )
+            return
         if step.stage == "finish" or step.total == 0:
             return
         task = self._tasks.get(step.stage)

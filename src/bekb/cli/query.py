@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bekb import UsageError, contracts
+from bekb import Answer, UsageError, contracts
 from bekb.cli import render
 from bekb.cli.app import EXIT_EMPTY, open_kb
 from bekb.inputs import MAX_K, check_k, check_text
@@ -42,13 +42,13 @@ def ready(kb: KnowledgeBase, *, quiet: bool, refresh: bool) -> KnowledgeBase:
         if not (refresh or kb.settings.auto_refresh):
             stale = kb.stale()
             if stale:
-                typer.echo(
+                render.echo(
                     f"warning: {len(stale)} file(s) changed since the last index; answers may "
                     "quote old text (run `bekb index`, or pass --refresh)",
                     err=True,
                 )
     else:
-        typer.echo("no index yet: building it now (first run)", err=True)
+        render.echo("no index yet: building it now (first run)", err=True)
         if quiet:
             kb.index()
         else:
@@ -56,7 +56,7 @@ def ready(kb: KnowledgeBase, *, quiet: bool, refresh: bool) -> KnowledgeBase:
 
             with IndexProgress() as progress:
                 report = kb.index(on_progress=progress.update)
-            typer.echo(render.index_summary(report), err=True)
+            render.echo(render.index_summary(report), err=True)
     return kb
 
 
@@ -95,18 +95,18 @@ def search_command(
         render.print_json(contracts.search_json(query, hits))
     else:
         for n, hit in enumerate(hits, start=1):
-            typer.echo(f"{n:>2}. {hit.label}  score {hit.score:.4f}")
+            render.echo(f"{n:>2}. {hit.label}  score {hit.score:.4f}")
             if hit.copies:
-                typer.echo(f"    same text in: {'; '.join(c.label for c in hit.copies)}")
+                render.echo(f"    same text in: {'; '.join(c.label for c in hit.copies)}")
             if explain:
                 e = hit.explain
                 sim = f"{e.dense_similarity:.3f}" if e.dense_similarity is not None else "-"
-                typer.echo(
+                render.echo(
                     f"    dense #{e.dense_rank or '-'} (cos {sim}), bm25 #{e.bm25_rank or '-'}"
                 )
-            typer.echo(f"    {render.snippet(hit.text)}")
+            render.echo(f"    {render.snippet(hit.text)}")
         if not hits:
-            typer.echo("no hits")
+            render.echo("no hits")
     if fail_empty and not hits:
         raise typer.Exit(EXIT_EMPTY)
 
@@ -154,7 +154,7 @@ def ask_command(
 
     def show(delta: str) -> None:
         streamed.append(delta)
-        typer.echo(delta, nl=False)
+        render.echo(delta, nl=False)
 
     answer = kb.ask(
         question,
@@ -167,15 +167,29 @@ def ask_command(
     if json_out:
         render.print_json(contracts.answer_json(answer))
     else:
-        if streamed:
-            typer.echo("\n")
-        if answer.mode != "llm" or not streamed:  # Claude broke off mid-answer: quote instead
-            typer.echo(answer.text)
-        if answer.mode == "llm" and answer.citations:
-            typer.echo("Sources:")
-            for c in answer.citations:
-                typer.echo(f"  [{c.n}] {c.label}{'  (changed since indexing)' if c.stale else ''}")
-        if answer.notice:
-            typer.echo(answer.notice, err=True)
+        show_answer(answer, streamed=bool(streamed), keyless=not kb.settings.llm_enabled)
     if fail_empty and answer.mode == "abstain":
         raise typer.Exit(EXIT_EMPTY)
+
+
+ENABLE_HINT = "Set ANTHROPIC_API_KEY to have Claude synthesise an answer from these passages."
+
+
+def show_answer(answer: Answer, *, streamed: bool, keyless: bool) -> None:
+    """An answer on the terminal, after its streamed text (if any): sources and notices."""
+    if streamed:
+        render.echo("\n")
+    if answer.mode != "llm" or not streamed:  # Claude broke off mid-answer: quote instead
+        render.echo(answer.text)
+    if answer.mode == "llm" and answer.citations:
+        render.echo("Sources:")
+        for c in answer.citations:
+            render.echo(f"  [{c.n}] {c.label}{'  (changed since indexing)' if c.stale else ''}")
+    if answer.notice:
+        render.echo(f"warning: {answer.notice}", err=True)
+    if answer.mode == "llm" and not answer.citations and answer.hits:
+        render.echo("Passages it was given:")
+        for hit in answer.hits[:3]:
+            render.echo(f"  {hit.label}\n    {render.snippet(hit.text)}")
+    if answer.mode == "extractive" and keyless:
+        render.echo(ENABLE_HINT, err=True)

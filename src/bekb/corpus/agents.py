@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from bekb.chunking.markdown import field_text, split_frontmatter
 from bekb.errors import CorpusError, UsageError
-from bekb.files import FileBytes, Unreadable, read_regular, read_utf8
+from bekb.files import FileBytes, Unreadable, read_regular, read_text
 
 AGENTS_DIR = "agents"
 SPECIALISTS_DIR = "specialists"
@@ -112,7 +112,7 @@ def _read_text(root: Path, rel: str) -> str | None:
 
 
 def _read_agent(root: Path, rel: str) -> str:
-    got = read_utf8(root, rel)
+    got = read_text(root, rel)
     if isinstance(got, Unreadable):
         raise CorpusError(f"cannot read agent file {rel}: {got.reason}")
     return got

@@ -9,7 +9,7 @@ from bekb.chunking.blocks import split_lines
 from bekb.chunking.markdown import parse_frontmatter
 from bekb.domain import FileRecord, Source
 from bekb.errors import CorpusError, UsageError
-from bekb.files import FileBytes, Unreadable, inside, read_regular, read_utf8
+from bekb.files import FileBytes, Unreadable, inside, read_regular, read_text
 
 # Bytes of a document read for its title and description.
 HEAD_BYTES = 4000
@@ -43,7 +43,7 @@ def read_document(root: Path, path: str, indexed: Collection[str]) -> str:
         raise UsageError(f"{path!r} is not an indexed file")
     if inside(root, path) is None:  # swapped for a link out of the root since indexing
         raise UsageError(f"{path!r} is outside the workspace root")
-    got = read_utf8(root, path)
+    got = read_text(root, path)
     if isinstance(got, Unreadable):
         raise CorpusError(f"cannot read {path}: {got.reason} (changed since indexing?)")
     return got

@@ -124,7 +124,7 @@ def select_files(
     includes = tuple(include)
     stamps = _Stamps()
     chosen: set[str] = set()
-    unresolved: list[str] = []
+    unresolved: dict[str, None] = {}  # ordered, and a membership test stays cheap
     refused: dict[str, SkippedFile] = {}
 
     def refuse(path: str, reason: str) -> None:
@@ -194,7 +194,7 @@ def _add_citation(
     root: Path,
     cited: str,
     chosen: set[str],
-    unresolved: list[str],
+    unresolved: dict[str, None],
     refuse: _Refuse,
     stamps: _Stamps,
 ) -> None:
@@ -220,8 +220,7 @@ def _add_citation(
         refuse(rel, f"cited path cannot be opened ({getattr(exc, 'strerror', None) or exc})")
         return
     if not is_file:
-        if rel not in unresolved:  # two agent files may cite the same missing path
-            unresolved.append(rel)
+        unresolved.setdefault(rel, None)  # two agent files may cite the same missing path
         return
     chosen.add(rel)
     if candidate.name == SKILL_FILE:

@@ -245,6 +245,10 @@ class EmbeddingModels:
         return folder
 
     def query_runtime(self, meta: IndexMeta) -> str:
-        """How queries against `meta` are embedded: `onnx` or `sentence-transformers`."""
+        """How queries against `meta` are embedded: `onnx` or `sentence-transformers` (a
+        damaged export is loaded and checked here, as a search would)."""
+        if self.injected is not None:
+            return "injected"
         folder = self.export_folder(meta.model_fingerprint)
-        return "onnx" if (folder / "meta.json").exists() else "sentence-transformers"
+        usable = self.query_backend != "torch" and load_export(folder) is not None
+        return "onnx" if usable else "sentence-transformers"

@@ -23,19 +23,25 @@ class EmbeddingCache:
         try:
             self._db = self._open()
         except sqlite3.DatabaseError:
-            # A corrupt cache (or a foreign table) only costs recomputation: start afresh.
-            for stale in (
-                path,
-                path.with_name(path.name + "-wal"),
-                path.with_name(path.name + "-shm"),
-            ):
-                stale.unlink(missing_ok=True)
-            try:
-                self._db = self._open()
-            except sqlite3.Error as exc:
-                raise IndexStateError(
-                    f"cannot create the embedding cache {path}: {one_line(exc)}"
-                ) from exc
+            self._recreate()
+
+    def _recreate(self) -> None:
+        """Start the cache afresh: a damaged cache (or a foreign table) only costs
+        recomputing its vectors, never a failed build."""
+        with contextlib.suppress(Exception):
+            self._db.close()
+        for stale in (
+            self.path,
+            self.path.with_name(self.path.name + "-wal"),
+            self.path.with_name(self.path.name + "-shm"),
+        ):
+            stale.unlink(missing_ok=True)
+        try:
+            self._db = self._open()
+        except sqlite3.Error as exc:
+            raise IndexStateError(
+                f"cannot create the embedding cache {self.path}: {one_line(exc)}"
+            ) from exc
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -50,7 +56,7 @@ class EmbeddingCache:
     def get_many(self, model: str, keys: Sequence[str], dimensions: int) -> dict[str, Vectors]:
         """The cached vectors among `keys` (sha256 hex of texts)."""
         found: dict[str, Vectors] = {}
-        with self._errors("read"):
+        with self._errors("read", retry=False):
             for batch in _batches(list(keys), 500):
                 marks = ",".join("?" * len(batch))
                 rows = self._db.execute(
@@ -71,23 +77,28 @@ class EmbeddingCache:
 
     def put_many(self, model: str, items: dict[str, Vectors]) -> None:
         """Store vectors by text hash (one transaction)."""
-        with self._errors("write"), self._transaction():
-            self._db.executemany(
-                "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
-                [
-                    (model, key, np.asarray(v, dtype=np.float32).tobytes())
-                    for key, v in items.items()
-                ],
-            )
+        rows = [(model, key, np.asarray(v, dtype=np.float32).tobytes()) for key, v in items.items()]
+        try:
+            with self._errors("write", retry=True), self._transaction():
+                self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
+        except _Recreated:
+            with self._errors("write", retry=False), self._transaction():
+                self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
 
     @contextlib.contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
+    def _errors(self, action: str, *, retry: bool) -> Iterator[None]:
+        """SQLite errors as IndexStateError; a damaged file is recreated instead (then a
+        read finds nothing, and a write raises _Recreated for the caller to retry once)."""
         try:
             yield
-        except sqlite3.Error as exc:  # a full disk, a file removed under us
+        except sqlite3.OperationalError as exc:  # a full disk, a file removed under us
             raise IndexStateError(
                 f"cannot {action} the embedding cache {self.path}: {one_line(exc)}"
             ) from exc
+        except sqlite3.DatabaseError as exc:  # "database disk image is malformed"
+            self._recreate()
+            if retry:
+                raise _Recreated from exc
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -102,6 +113,10 @@ class EmbeddingCache:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+
+class _Recreated(Exception):
+    """The cache file was damaged and has been made anew."""
 
 
 def text_key(text: str) -> str:

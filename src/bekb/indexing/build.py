@@ -13,6 +13,7 @@ from bekb.domain import IndexReport, Progress
 from bekb.embedding.backends import EmbeddingModels
 from bekb.embedding.cache import EmbeddingCache
 from bekb.embedding.tokenizer import ModelTokenizer
+from bekb.errors import StoreError
 from bekb.indexing.indexer import BuildSettings, Indexer
 from bekb.indexing.lock import index_write_lock
 from bekb.indexing.timing import Stopwatch
@@ -23,7 +24,7 @@ from bekb.store import ChromaStore
 def build_index(
     settings: Settings,
     selection: Callable[[], Selection],
-    open_store: Callable[[], ChromaStore],
+    open_store: Callable[[bool], ChromaStore],
     models: EmbeddingModels,
     *,
     full: bool = False,
@@ -31,34 +32,52 @@ def build_index(
 ) -> IndexReport:
     """Bring the index in line with `selection()` (only what changed, unless `full`).
 
-    `open_store` gives the store for writing; it is called under the write lock.
+    `open_store(replace)` gives the store for writing, under the write lock; with `replace`
+    the damaged store is set aside first. An embedded store found damaged during the run
+    (its SQLite file checked when a Chroma call fails) is replaced and rebuilt from scratch:
+    the embedding cache makes that cheap.
     """
     clock = Stopwatch()
     started = time.perf_counter()
     with clock.stage("select"):
         chosen = selection()
+        counter = ModelTokenizer.for_model(models.tokenizer_model())  # an unknown model: now
     spec = models.index_identity()
     timeout = settings.lock_timeout
+
+    def waiting(message: str) -> None:
+        if on_progress is not None:
+            on_progress(Progress("wait", 0, 0, message))
+
     with contextlib.ExitStack() as held:
         with clock.stage("lock and open"):
-            held.enter_context(index_write_lock(settings.index_dir, timeout))
-            store = open_store()
-            held.enter_context(store.writer_lease(timeout))
+            held.enter_context(index_write_lock(settings.index_dir, timeout, waiting))
+            store = open_store(False)
+            held.enter_context(store.writer_lease(timeout, waiting))
             cache = EmbeddingCache(settings.index_dir / "embeddings.sqlite")
             held.enter_context(contextlib.closing(cache))
-            counter = ModelTokenizer.for_model(models.tokenizer_model())
-        indexer = Indexer(
-            store=store,
-            index_dir=settings.index_dir,
-            build=BuildSettings(spec, settings.chunk_tokens),
-            counter=counter,
-            embedder=lambda texts: models.for_chunks(spec, texts),
-            cache=cache,
-            on_progress=on_progress,
-            adapt=settings.query_adapter,
-            clock=clock,
-        )
-        report = indexer.run(chosen, full=full)
+
+        def run(store: ChromaStore, full: bool) -> IndexReport:
+            indexer = Indexer(
+                store=store,
+                index_dir=settings.index_dir,
+                build=BuildSettings(spec, settings.chunk_tokens),
+                counter=counter,
+                embedder=lambda texts: models.for_chunks(spec, texts),
+                cache=cache,
+                on_progress=on_progress,
+                adapt=settings.query_adapter,
+                clock=clock,
+            )
+            return indexer.run(chosen, full=full)
+
+        try:
+            report = run(store, full)
+        except StoreError as exc:
+            if not exc.damaged:
+                raise
+            store = open_store(True)
+            report = run(store, True)
         with clock.stage("query model"):
             models.ensure_query_export(spec, lambda: _chunk_texts(store))
     seconds = round(time.perf_counter() - started, 3)

@@ -10,6 +10,7 @@ pointer only when complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import shutil
@@ -107,6 +108,7 @@ class Indexer:
             records = {} if rebuild else self.store.files(key)
             if not rebuild:
                 self._remove_orphans(key, records)
+                self._drop_abandoned(key)
                 self.store.widen_search(key)
         with stage("scan"):
             self.on_progress(Progress("scan", 0, len(selection.files)))
@@ -199,6 +201,12 @@ class Indexer:
         if active is None or active.collection != base:
             return base
         return f"{base}-{int(time.time() * 1000)}"
+
+    def _drop_abandoned(self, active_key: str) -> None:
+        """Drop what a killed `--full` or model switch left half built beside the index."""
+        for stale in self.store.collection_keys():
+            if stale != active_key:
+                self.store.drop(stale)
 
     def _remove_orphans(self, key: str, records: dict[str, FileRecord]) -> None:
         live = {cid for record in records.values() for cid in record.chunk_ids}
@@ -313,12 +321,21 @@ class Indexer:
     def _save_keyword_index(self, key: str, generation: int, chunks: Sequence[Chunk]) -> None:
         index = KeywordIndex.build([c.id for c in chunks], [c.embed_text for c in chunks])
         folder = keyword_folder(self.index_dir, key, generation)
+        if folder.parent.exists() and not folder.parent.is_dir():  # our cache's place: ours
+            folder.parent.unlink()
         try:
             save_keyword_index(index, folder)
         except OSError as exc:
+            advice = (
+                "free some space"
+                if exc.errno == errno.ENOSPC
+                else "check the index dir's permissions"
+                if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+                else "fix the index dir"
+            )
             raise IndexStateError(
                 f"cannot write the keyword index in {folder.parent}: {exc.strerror or exc} "
-                "(free some space, then run `bekb index` again; the previous index still serves)"
+                f"({advice}, then run `bekb index` again; the previous index still serves)"
             ) from exc
 
     def _save_adapter(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bekb.domain import FileRecord, SkippedFile, SourceFile
-from bekb.files import Unreadable, read_regular
+from bekb.files import Unreadable, decode_text, looks_binary, read_regular
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,12 @@ def read_source(root: Path, path: str) -> LoadedFile | SkippedFile:
     if isinstance(got, Unreadable):
         return SkippedFile(path, got.reason)
     data = got.data
-    if b"\x00" in data:
+    if looks_binary(data):
         return SkippedFile(path, "binary file (contains NUL bytes)")
     try:
-        text = data.decode("utf-8")
+        text = decode_text(data)
     except UnicodeDecodeError as exc:
-        return SkippedFile(path, f"not valid UTF-8 (byte {exc.start})")
+        return SkippedFile(path, f"not valid {exc.encoding.upper()} (byte {exc.start})")
     digest = hashlib.sha256(data).hexdigest()
     return LoadedFile(SourceFile(path, digest, got.size, got.mtime_ns), text)
 

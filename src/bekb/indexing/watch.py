@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import os
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,16 +115,40 @@ def watch(
     Raises:
         ConfigError: the root is not a directory.
     """
-    import watchfiles
-
     root = check_root(kb.settings.root)
     index_dir = kb.settings.index_dir.resolve()
+    stop = stop_event or threading.Event()
+    step = max(1, debounce_ms)
+    try:
+        # A root deleted and made again (a re-clone, a `git worktree` dance) is a new folder
+        # the old watch cannot see: wait for it to exist, then watch it afresh.
+        while not stop.is_set():
+            if _identity(root) is None:
+                stop.wait(step / 1000)
+                continue
+            _watch_folder(kb, root, index_dir, step, stop, on_rebuild, on_error)
+    except KeyboardInterrupt:  # Ctrl-C during a rebuild: its lock is already released
+        return
+
+
+def _watch_folder(
+    kb: Watchable,
+    root: Path,
+    index_dir: Path,
+    step: int,
+    stop: threading.Event,
+    on_rebuild: RebuildCallback,
+    on_error: ErrorCallback,
+) -> None:
+    """Index, then re-index after each burst of changes, while `root` is the same folder."""
+    import watchfiles
+
+    folder = _identity(root)
     scope = _scope(kb, root, index_dir, None)
 
     def relevant(_change: watchfiles.Change, path: str) -> bool:
         return scope.relevant(path)
 
-    step = max(1, debounce_ms)
     # The first (empty) yield comes once the watcher is listening: index then, so no edit
     # made after the initial report is missed. Later empty yields are idle ticks.
     batches = watchfiles.watch(
@@ -130,7 +156,7 @@ def watch(
         watch_filter=relevant,
         debounce=max(MAX_BATCH_MS, step),
         step=step,
-        stop_event=stop_event,
+        stop_event=stop,
         rust_timeout=step,
         yield_on_timeout=True,
         raise_interrupt=False,
@@ -138,7 +164,8 @@ def watch(
     started = False
     try:
         for batch in batches:
-            if started and not batch:
+            gone = _identity(root) != folder
+            if started and not batch and not gone:
                 continue
             started = True
             try:
@@ -147,11 +174,20 @@ def watch(
                 on_error(exc)
             else:
                 on_rebuild(report)
+            if gone:
+                return
             scope = _scope(kb, root, index_dir, scope)
-    except KeyboardInterrupt:  # Ctrl-C during a rebuild: its lock is already released
-        return
     finally:
         batches.close()
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of a folder, or None when there is none at that path."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
 
 
 def _scope(kb: Watchable, root: Path, index_dir: Path, previous: WatchScope | None) -> WatchScope:

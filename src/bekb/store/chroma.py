@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from bekb.domain import Chunk, FileRecord, IndexMeta
 from bekb.errors import StoreError, one_line
+from bekb.store.health import access_problem, diagnose, set_aside, sqlite_problem
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,8 +36,9 @@ if TYPE_CHECKING:
 ACTIVE = "active"
 # Records per read: well under the ~32k SQL variables SQLite allows in one statement.
 READ_BATCH = 5000
-# Seconds a request to a Chroma server may take before it counts as a failure.
-HTTP_TIMEOUT = 60.0
+# Seconds a request to a Chroma server may take before it counts as a failure (default of the
+# `chroma_timeout` setting).
+HTTP_TIMEOUT = 30.0
 _UNIT = [1.0]  # registry records need an embedding; they are never searched by vector
 _T = TypeVar("_T")
 # Seconds a dropped index stays readable under a retired name, for searches that read the
@@ -50,8 +52,11 @@ HNSW = {"space": "cosine", "ef_search": HNSW_EF_SEARCH}
 
 
 @contextlib.contextmanager
-def chroma_errors(action: str, url: str | None = None) -> Iterator[None]:
-    """Turn any Chroma failure into one StoreError line."""
+def chroma_errors(
+    action: str, url: str | None = None, folder: Path | None = None
+) -> Iterator[None]:
+    """Turn any Chroma failure into one StoreError line; for an embedded store in `folder`,
+    one that says whether its files are damaged or only unreadable (`health.diagnose`)."""
     try:
         yield
     except StoreError:
@@ -62,7 +67,13 @@ def chroma_errors(action: str, url: str | None = None) -> Iterator[None]:
             raise StoreError(
                 f"cannot reach the Chroma server at {url}: is `chroma run` up?"
             ) from exc
+        if folder is not None:
+            raise diagnose(folder, action, exc) from exc
         raise StoreError(f"Chroma failed to {action}: {text}") from exc
+    except BaseException as exc:  # a Rust panic inside chromadb (pyo3's PanicException)
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise StoreError(f"Chroma failed to {action} (it panicked: {one_line(exc)})") from exc
 
 
 def _is_missing(exc: BaseException | None) -> bool:
@@ -80,10 +91,20 @@ def _is_missing_record(exc: BaseException | None) -> bool:
 class ChromaStore:
     """Chroma on a persistent (embedded) or HTTP (server) client."""
 
-    def __init__(self, *, index_dir: Path, url: str | None = None, prefix: str = "bekb") -> None:
+    def __init__(
+        self,
+        *,
+        index_dir: Path,
+        url: str | None = None,
+        prefix: str = "bekb",
+        timeout: float = HTTP_TIMEOUT,
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.index_dir = index_dir
+        # Resolved: one folder reached by two spellings (a symlink, a relative path) must
+        # share one client; two would corrupt each other's view of it.
+        self.folder = None if url else (index_dir / "chroma").resolve()
         with chroma_errors("open the store", url):
             import chromadb
             from chromadb.config import Settings as ChromaSettings
@@ -95,19 +116,44 @@ class ChromaStore:
                 parsed = urlparse(url)
                 if parsed.scheme not in ("http", "https") or not parsed.hostname:
                     raise StoreError(f"invalid Chroma URL {url!r}: expected http://host:port")
+                _answers_within(url, timeout)
                 self._client: Any = chromadb.HttpClient(
                     host=parsed.hostname,
                     port=parsed.port or (443 if parsed.scheme == "https" else 8000),
                     ssl=parsed.scheme == "https",
                     settings=chroma_settings,
                 )
-                _bound_http_timeout(self._client, HTTP_TIMEOUT)
+                _bound_http_timeout(self._client, timeout)
                 self._client.heartbeat()
             else:
-                # Resolved: one folder reached by two spellings (a symlink, a relative path)
-                # must share one client; two would corrupt each other's view of it.
-                self._client = _persistent_client((index_dir / "chroma").resolve(), chroma_settings)
+                assert self.folder is not None
+                self._client = _persistent_client(self.folder, chroma_settings)
         self._cache: dict[str, Any] = {}
+
+    def close(self) -> None:
+        """Let go of an embedded store's files (before they are moved aside).
+
+        chromadb keeps one client per folder for the whole process; it is dropped here so
+        that the next store opened on this folder starts afresh.
+        """
+        if self.folder is None:
+            return
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        system = SharedSystemClient._identifier_to_system.pop(str(self.folder), None)
+        SharedSystemClient._identifier_to_refcount.pop(str(self.folder), None)
+        if system is not None:
+            with contextlib.suppress(Exception):
+                system.stop()
+        self._cache.clear()
+
+    def problem(self) -> str | None:
+        """What is wrong with an embedded store's files (damage, permissions), else None."""
+        if self.folder is None:
+            return None
+        return access_problem(self.folder) or (
+            f"damaged: {damage}" if (damage := sqlite_problem(self.folder)) else None
+        )
 
     @property
     def mode(self) -> Literal["embedded", "server"]:
@@ -119,7 +165,7 @@ class ChromaStore:
     def _collection(self, name: str, *, create: bool = True) -> Any:
         if name in self._cache:
             return self._cache[name]
-        with chroma_errors(f"open collection {name}", self.url):
+        with chroma_errors(f"open collection {name}", self.url, self.folder):
             if create:
                 collection = self._client.get_or_create_collection(
                     name, embedding_function=None, configuration={"hnsw": HNSW}
@@ -154,7 +200,7 @@ class ChromaStore:
         if collection is None:
             return missing
         try:
-            with chroma_errors(action, self.url):
+            with chroma_errors(action, self.url, self.folder):
                 return op(collection)
         except StoreError as exc:
             if not (cached and _is_missing(exc.__cause__)):
@@ -163,7 +209,7 @@ class ChromaStore:
         collection = self._collection(name, create=create)
         if collection is None:
             return missing
-        with chroma_errors(action, self.url):
+        with chroma_errors(action, self.url, self.folder):
             return op(collection)
 
     def _chunks_name(self, key: str) -> str:
@@ -225,20 +271,36 @@ class ChromaStore:
         self.meta.delete(stale, "delete old query adapters")
 
     @contextlib.contextmanager
-    def writer_lease(self, timeout: float) -> Iterator[None]:
-        """Hold the server-wide write lease (see `bekb.store.lease`); embedded: nothing to do."""
+    def writer_lease(
+        self, timeout: float, on_wait: Callable[[str], None] | None = None
+    ) -> Iterator[None]:
+        """Hold the server-wide write lease (see `bekb.store.lease`); embedded: nothing to do.
+
+        `on_wait(message)` is told once if another writer holds it.
+        """
         if self.mode == "embedded":
             yield
             return
-        from bekb.store.lease import WriterLease
+        from bekb.store.lease import LEASE_TTL, WriterLease
 
-        with WriterLease(self.meta, where=self.url or "", timeout=timeout):
+        told: list[str] = []
+
+        def waiting(holder: str, _left: float) -> None:
+            if on_wait is not None and not told:
+                told.append(holder)
+                on_wait(
+                    f"waiting for the write lease of {self.url}, held by {holder} (a writer "
+                    f"that stopped renewing it loses it after {LEASE_TTL:g}s)"
+                )
+
+        with WriterLease(self.meta, where=self.url or "", timeout=timeout, on_wait=waiting):
             yield
 
     def collection_keys(self) -> list[str]:
-        """Collection suffixes of every index this prefix has in the store (active or not)."""
-        head = f"{self.prefix}-files-"
-        return sorted(n[len(head) :] for n in self._names() if n.startswith(head))
+        """Collection suffixes of every index this prefix has in the store (active or not,
+        whole or half built)."""
+        heads = (f"{self.prefix}-files-", f"{self.prefix}-chunks-")
+        return sorted({n[len(h) :] for n in self._names() for h in heads if n.startswith(h)})
 
     def drop(self, key: str) -> None:
         """Retire an index's collections: their names are free at once, their data goes later.
@@ -270,7 +332,7 @@ class ChromaStore:
                         self._client.delete_collection(name)
 
     def _names(self) -> list[str]:
-        with chroma_errors("list collections", self.url):
+        with chroma_errors("list collections", self.url, self.folder):
             return [c if isinstance(c, str) else c.name for c in self._client.list_collections()]
 
     # -- the file registry -----------------------------------------------------------------
@@ -582,14 +644,25 @@ def _persistent_client(folder: Path, settings: Any) -> Any:
     except Exception as exc:
         # chromadb caches the half-started client of this path; a retry would then hide the
         # cause behind an unrelated AttributeError.
-        SharedSystemClient.clear_system_cache()
+        SharedSystemClient._identifier_to_system.pop(str(folder), None)
+        SharedSystemClient._identifier_to_refcount.pop(str(folder), None)
+        blocked = access_problem(folder) or access_problem(folder.parent)
+        if blocked is not None:
+            raise StoreError(f"cannot open the index store: {blocked}") from exc
         raise StoreError(
             f"the index store {folder} is damaged ({one_line(exc, 160)}): "
-            "run `bekb index` to rebuild it"
+            "run `bekb index` to rebuild it",
+            damaged=True,
         ) from exc
 
 
-def open_store(index_dir: Path, url: str | None, *, replace_damaged: bool = False) -> ChromaStore:
+def open_store(
+    index_dir: Path,
+    url: str | None,
+    *,
+    timeout: float = HTTP_TIMEOUT,
+    replace_damaged: bool = False,
+) -> ChromaStore:
     """The store of an index: the server at `url`, or the embedded one under `index_dir`.
 
     With `replace_damaged` (a writer, under the write lock), an embedded store too damaged to
@@ -597,21 +670,33 @@ def open_store(index_dir: Path, url: str | None, *, replace_damaged: bool = Fals
     rebuild cheap.
     """
     try:
-        return ChromaStore(index_dir=index_dir, url=url)
-    except StoreError:
+        return ChromaStore(index_dir=index_dir, url=url, timeout=timeout)
+    except StoreError as exc:
         folder = index_dir / "chroma"
-        if not replace_damaged or url or not folder.exists():
+        if not (replace_damaged and exc.damaged) or url or not folder.exists():
             raise
         set_aside(folder)
-        return ChromaStore(index_dir=index_dir, url=url)
+        return ChromaStore(index_dir=index_dir, url=url, timeout=timeout)
 
 
-def set_aside(folder: Path) -> Path:
-    """Move a damaged embedded store out of the way (kept for inspection), so a fresh one
-    can be built; returns where it went."""
-    target = folder.with_name(f"{folder.name}.damaged-{int(time.time())}")
-    folder.rename(target)
-    return target
+def _answers_within(url: str, seconds: float) -> None:
+    """Raise StoreError unless a server at `url` answers HTTP within `seconds`.
+
+    chromadb's client makes its first request while it is being built, with no timeout at
+    all (its own session is made with `timeout=None`), so a server that accepts the
+    connection and never answers would hang the caller for good: ask it first ourselves.
+    """
+    import httpx
+
+    try:
+        httpx.get(f"{url.rstrip('/')}/api/v2/heartbeat", timeout=seconds)
+    except httpx.TimeoutException as exc:
+        raise StoreError(
+            f"the Chroma server at {url} did not answer within {seconds:g}s "
+            "(is it overloaded or stuck? raise chroma_timeout to wait longer)"
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise StoreError(f"cannot reach the Chroma server at {url}: is `chroma run` up?") from exc
 
 
 def _bound_http_timeout(client: Any, seconds: float) -> None:
