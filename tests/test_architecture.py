@@ -119,7 +119,7 @@ HOMES = {
     "mcp": lambda rel: rel.startswith("mcp/"),
     "mcp_types": lambda rel: rel.startswith("mcp/"),
     "typer": lambda rel: rel.startswith("cli/"),
-    "rich": lambda rel: rel == "cli/progress.py",
+    "rich": lambda rel: rel in {"cli/progress.py", "cli/render.py"},
     "llama_index": lambda rel: False,
 }
 

@@ -10,6 +10,7 @@ from bekb.domain import (
     Citation,
     Copy,
     CorpusStatus,
+    Excerpt,
     FileStatus,
     Hit,
     HitExplain,
@@ -32,6 +33,8 @@ HIT = Hit(
     chunk_ids=("c1",),
     explain=HitExplain(dense_rank=1, bm25_rank=2, dense_similarity=0.5, fused=0.75),
     copies=(Copy("b/SKILL.md", "Sagas > Steps", 3, 9),),
+    matched_lines=(4, 7),
+    matched_stems=("compens",),
 )
 
 
@@ -44,6 +47,7 @@ def test_hit_json():
         "score": 0.75,
         "text": "Compensate.",
         "label": "a/SKILL.md#Sagas > Steps (lines 3-9)",
+        "location": "a/SKILL.md:3-9",
         "kind": "prose",
         "stale": False,
         "explain": {
@@ -60,8 +64,10 @@ def test_hit_json():
                 "start_line": 3,
                 "end_line": 9,
                 "label": "b/SKILL.md#Sagas > Steps (lines 3-9)",
+                "location": "b/SKILL.md:3-9",
             }
         ],
+        "matched_lines": [4, 7],
     }
 
 
@@ -73,6 +79,7 @@ def test_answer_json():
         citations=(Citation(1, "a/SKILL.md", "Sagas > Steps", 3, 5, quote="Compensate."),),
         hits=(HIT,),
         persona="backend-specialist",
+        uncovered=("Kafka",),
     )
     data = contracts.answer_json(answer)
     assert {k: v for k, v in data.items() if k != "hits"} == {
@@ -81,6 +88,7 @@ def test_answer_json():
         "answer": "Do this [1].",
         "persona": "backend-specialist",
         "notice": "",
+        "uncovered": ["Kafka"],
         "citations": [
             {
                 "n": 1,
@@ -89,11 +97,25 @@ def test_answer_json():
                 "start_line": 3,
                 "end_line": 5,
                 "label": "a/SKILL.md#Sagas > Steps (lines 3-5)",
+                "location": "a/SKILL.md:3-5",
+                "quote": "Compensate.",
                 "stale": False,
             }
         ],
     }
     assert data["hits"] == [contracts.hit_json(HIT)]
+
+
+def test_excerpt_json():
+    excerpt = Excerpt("a/SKILL.md", 2, 3, "two\nthree\n", 9)
+    assert contracts.excerpt_json(excerpt) == {
+        "path": "a/SKILL.md",
+        "start_line": 2,
+        "end_line": 3,
+        "text": "two\nthree\n",
+        "total_lines": 9,
+        "location": "a/SKILL.md:2-3",
+    }
 
 
 def test_index_json():

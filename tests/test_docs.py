@@ -50,9 +50,10 @@ def test_readme_library_example_runs(cited_index, tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     [example] = python_blocks(README.read_text())
     exec(compile(example, "README.md", "exec"), {})
-    first, second = capsys.readouterr().out.splitlines()
-    assert re.fullmatch(r".+\.md(#.+)? \(lines \d+-\d+\)", first)
-    assert second.startswith("extractive [")
+    first, second, *shown = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r".+\.md:\d+-\d+", first)
+    assert second.startswith("extractive [") and second.endswith("] ()")
+    assert shown  # the cited lines
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -17,6 +17,7 @@ def test_exported_names_are_pinned():
         "CorpusError",
         "CorpusStatus",
         "EmbeddingError",
+        "Excerpt",
         "FileStatus",
         "Hit",
         "IndexLockedError",

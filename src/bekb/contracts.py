@@ -8,7 +8,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from bekb.domain import Answer, CorpusStatus, Hit, IndexReport, IndexStatus, Source, SyncReport
+from bekb.domain import (
+    Answer,
+    CorpusStatus,
+    Excerpt,
+    Hit,
+    IndexReport,
+    IndexStatus,
+    Source,
+    SyncReport,
+)
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:
@@ -21,10 +30,12 @@ def hit_json(hit: Hit) -> dict[str, Any]:
         "score": hit.score,
         "text": hit.text,
         "label": hit.label,
+        "location": hit.location,
         "kind": hit.kind,
         "stale": hit.stale,
         "explain": asdict(hit.explain),
-        "copies": [{**asdict(c), "label": c.label} for c in hit.copies],
+        "copies": [{**asdict(c), "label": c.label, "location": c.location} for c in hit.copies],
+        "matched_lines": list(hit.matched_lines),
     }
 
 
@@ -41,6 +52,7 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         "answer": answer.text,
         "persona": answer.persona,
         "notice": answer.notice,
+        "uncovered": list(answer.uncovered),
         "citations": [
             {
                 "n": c.n,
@@ -49,6 +61,8 @@ def answer_json(answer: Answer) -> dict[str, Any]:
                 "start_line": c.start_line,
                 "end_line": c.end_line,
                 "label": c.label,
+                "location": c.location,
+                "quote": c.quote,
                 "stale": c.stale,
             }
             for c in answer.citations
@@ -105,6 +119,11 @@ def sync_json(report: SyncReport) -> dict[str, Any]:
         "unpinned": list(report.unpinned),
         "repin": report.repin,
     }
+
+
+def excerpt_json(excerpt: Excerpt) -> dict[str, Any]:
+    """`bekb show --json`."""
+    return {**asdict(excerpt), "location": excerpt.location}
 
 
 def sources_json(sources: list[Source]) -> dict[str, Any]:

@@ -12,9 +12,21 @@ AnswerMode = Literal["llm", "extractive", "abstain"]
 
 
 def passage_label(path: str, heading: str, start_line: int, end_line: int) -> str:
-    """How a passage is cited: `path#heading (lines a-b)`."""
+    """A passage with its heading trail: `path#heading (lines a-b)`."""
     anchor = f"#{heading}" if heading else ""
     return f"{path}{anchor} (lines {start_line}-{end_line})"
+
+
+def location(path: str, start_line: int, end_line: int) -> str:
+    """How a passage is cited and opened: `path:a-b` (editors and terminals read it)."""
+    lines = f"{start_line}" if start_line == end_line else f"{start_line}-{end_line}"
+    return f"{path}:{lines}"
+
+
+def heading_tail(heading: str) -> str:
+    """The last two parts of a heading trail (`Templates > Template 4`): beside a passage's
+    location, what it is about."""
+    return " > ".join(heading.split(" > ")[-2:])
 
 
 @dataclass(frozen=True)
@@ -78,8 +90,13 @@ class Copy:
 
     @property
     def label(self) -> str:
-        """`path#heading (lines a-b)`: how the copy is cited."""
+        """`path#heading (lines a-b)`: the copy with its heading trail."""
         return passage_label(self.path, self.heading, self.start_line, self.end_line)
+
+    @property
+    def location(self) -> str:
+        """`path:a-b`: where the copy is."""
+        return location(self.path, self.start_line, self.end_line)
 
 
 @dataclass(frozen=True)
@@ -98,11 +115,20 @@ class Hit:
     stale: bool = False
     # The same text elsewhere, ranked lower and folded into this hit.
     copies: tuple[Copy, ...] = ()
+    # The lines (file line numbers) that best match the query, by the weight of the query
+    # words they hold, and those words as the keyword index stems them: what a snippet shows.
+    matched_lines: tuple[int, ...] = ()
+    matched_stems: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        """`path#heading (lines a-b)`: how a hit is cited."""
+        """`path#heading (lines a-b)`: the hit with its heading trail."""
         return passage_label(self.path, self.heading, self.start_line, self.end_line)
+
+    @property
+    def location(self) -> str:
+        """`path:a-b`: how a hit is cited and opened."""
+        return location(self.path, self.start_line, self.end_line)
 
 
 @dataclass(frozen=True)
@@ -119,8 +145,13 @@ class Citation:
 
     @property
     def label(self) -> str:
-        """`path#heading (lines a-b)`, as shown under an answer."""
+        """`path#heading (lines a-b)`: the cited passage with its heading trail."""
         return passage_label(self.path, self.heading, self.start_line, self.end_line)
+
+    @property
+    def location(self) -> str:
+        """`path:a-b`: the lines cited, as shown under an answer."""
+        return location(self.path, self.start_line, self.end_line)
 
 
 @dataclass(frozen=True)
@@ -134,6 +165,24 @@ class Answer:
     hits: tuple[Hit, ...]
     persona: str = ""
     notice: str = ""
+    # Names in the question (products, APIs, identifiers) the knowledge base never mentions.
+    uncovered: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """Lines of a file under the root, as `bekb show` prints them."""
+
+    path: str
+    start_line: int
+    end_line: int
+    text: str
+    total_lines: int
+
+    @property
+    def location(self) -> str:
+        """`path:a-b`."""
+        return location(self.path, self.start_line, self.end_line)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from bekb.corpus.selection import Selection, check_root, select_files
 from bekb.domain import (
     Answer,
     CorpusStatus,
+    Excerpt,
     FileStatus,
     Hit,
     IndexMeta,
@@ -281,9 +282,9 @@ class KnowledgeBase:
             result.hits,
             who,
             off_topic=self._off_topic(result),
+            uncovered=[t.text for t in result.missing],
             use_llm=use_llm,
             settings=self.settings,
-            chunks_of=self.store.chunk_reader(self._active().collection),
             on_text=on_text,
         )
 
@@ -376,6 +377,17 @@ class KnowledgeBase:
         meta = self._active()
         indexed = self.store.files(meta.collection)
         return read_document(check_root(self.settings.root), path, indexed)
+
+    def show(self, reference: str) -> Excerpt:
+        """Lines of a file under the root, named as a hit or citation prints them
+        (`path:12-30`, a label, an absolute path); needs no index.
+
+        Raises:
+            UsageError: the file is not under the root, or the range is outside it.
+        """
+        from bekb.corpus.documents import excerpt
+
+        return excerpt(check_root(self.settings.root), check_text(reference, "place"))
 
     def is_built(self) -> bool:
         """Whether an index has been committed (searches can run)."""

@@ -45,7 +45,8 @@ def test_configured_reranker_orders_hits_by_its_own_scores(
     assert [h.explain.rerank for h in hits] == pytest.approx(
         [float(s) for s, _ in expected], abs=1e-5
     )
-    assert all(h.explain.fused > 0 for h in hits)
+    fused = {(h.path, h.start_line): h.explain.fused for h in candidates}
+    assert [h.explain.fused for h in hits] == [fused[(h.path, h.start_line)] for h in hits]
 
 
 def test_a_missing_rerank_model_is_a_clear_error(tiny_settings, hashing_embedder, tmp_path):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from bekb.answering.extractive import PASSAGES, abstention, extractive_answer, whole_code_blocks
-from bekb.domain import Answer, Chunk, Citation, Hit, Persona
+from bekb.answering.extractive import PASSAGES, abstention, extractive_answer
+from bekb.domain import Answer, Citation, Hit, Persona
 from bekb.errors import AnswerError, ConfigError
 from bekb.settings import Settings
 
 TextCallback = Callable[[str], None]
-ChunksOf = Callable[[str], list[Chunk]]
 UNCITED = "Claude's answer cites none of the passages it was given: check it against them."
 
 
@@ -20,42 +19,42 @@ def compose(
     persona: Persona,
     *,
     off_topic: bool,
+    uncovered: Sequence[str] = (),
     use_llm: bool | None,
     settings: Settings,
-    chunks_of: ChunksOf,
     on_text: TextCallback | None = None,
 ) -> Answer:
     """The answer to `question` from `hits`, in the voice of `persona`.
 
-    `off_topic` (the corpus does not cover the question) gives an abstention. Claude writes
-    the answer when `use_llm` is True (required: an API failure raises) or None and a key is
-    configured (a transient API failure then falls back to quoting passages); otherwise the
-    best passages are quoted whole (`chunks_of(path)`: the file's chunks, to widen a passage
-    over a code block cut at indexing time).
+    `off_topic` (the corpus does not cover the question) gives an abstention; `uncovered`
+    are the question's names the corpus never mentions (said, and kept in the answer).
+    Claude writes the answer when `use_llm` is True (required: an API failure raises) or
+    None and a key is configured (a transient API failure then falls back to quoting
+    passages); otherwise the best passages are quoted.
     """
-    hits = tuple(hits)
+    hits, missing = tuple(hits), tuple(uncovered)
     if off_topic:
-        return Answer(question, "abstain", abstention(question, hits), (), hits, persona.name)
+        text = abstention(question, hits, missing)
+        return Answer(question, "abstain", text, (), hits, persona.name, uncovered=missing)
     notice = ""
     if use_llm or (use_llm is None and settings.llm_enabled):
         try:
             text, citations = _claude(question, hits, persona, settings, on_text)
             flag = "" if citations or not hits else UNCITED
-            return Answer(question, "llm", text, citations, hits, persona.name, flag)
+            return Answer(question, "llm", text, citations, hits, persona.name, flag, missing)
         except AnswerError as exc:
             if use_llm or not exc.transient:
                 raise
             notice = f"{exc} — showing the best passages instead."
-    quoted = quotable(hits, PASSAGES, chunks_of)
-    text, citations = extractive_answer(quoted, persona=persona.name)
-    return Answer(question, "extractive", text, citations, hits, persona.name, notice)
+    quoted = quotable(hits, PASSAGES)
+    text, citations = extractive_answer(quoted, persona=persona.name, uncovered=missing)
+    return Answer(question, "extractive", text, citations, hits, persona.name, notice, missing)
 
 
-def quotable(hits: Sequence[Hit], count: int, chunks_of: ChunksOf) -> list[Hit]:
-    """The best `count` passages with whole code blocks, none inside another."""
+def quotable(hits: Sequence[Hit], count: int) -> list[Hit]:
+    """The best `count` passages, none inside another."""
     out: list[Hit] = []
-    for hit in hits:
-        passage = whole_code_blocks(hit, chunks_of(hit.path))
+    for passage in hits:
         if not any(
             q.path == passage.path
             and q.start_line <= passage.start_line

@@ -3,48 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
-from bekb.chunking.markdown import fence_after
-from bekb.domain import Chunk, Citation, Hit
+from bekb.domain import Citation, Hit, heading_tail
 
 # Passages quoted by an extractive answer.
 PASSAGES = 3
 
 
-def whole_code_blocks(hit: Hit, file_chunks: Sequence[Chunk]) -> Hit:
-    """`hit` widened over neighbouring chunks of its file until no code block is cut.
+def extractive_answer(
+    hits: Sequence[Hit], *, persona: str, uncovered: Sequence[str] = ()
+) -> tuple[str, tuple[Citation, ...]]:
+    """Quote the best passages with `[n]` markers; return text, citations.
 
-    A code block longer than the model window is split across chunks at indexing time; a
-    quote must still show it from its opening fence to its closing one.
+    `uncovered` (names in the question the knowledge base never mentions) is said in one
+    line before the quotes.
     """
-    ordered = sorted(file_chunks, key=lambda c: c.ordinal)
-    ids = [c.id for c in ordered]
-    if not hit.chunk_ids or hit.chunk_ids[0] not in ids or hit.chunk_ids[-1] not in ids:
-        return hit
-    first, last = ids.index(hit.chunk_ids[0]), ids.index(hit.chunk_ids[-1])
-    # open_at[i]: the fence still open where chunk i starts (None: outside any code block)
-    open_at: list[str | None] = [None]
-    for chunk in ordered:
-        open_at.append(fence_after(chunk.text, open_at[-1]))
-    while open_at[first] is not None and first > 0:  # the passage starts inside a code block
-        first -= 1
-    while open_at[last + 1] is not None and last < len(ordered) - 1:  # ... or ends inside one
-        last += 1
-    span = ordered[first : last + 1]
-    if len(span) == len(hit.chunk_ids):
-        return hit
-    return replace(
-        hit,
-        text="".join(c.text for c in span),
-        start_line=span[0].start_line,
-        end_line=span[-1].end_line,
-        chunk_ids=tuple(c.id for c in span),
-    )
-
-
-def extractive_answer(hits: Sequence[Hit], *, persona: str) -> tuple[str, tuple[Citation, ...]]:
-    """Quote the best passages (code blocks whole) with `[n]` markers; return text, citations."""
     chosen = list(hits[:PASSAGES])
     citations = tuple(
         Citation(
@@ -60,21 +33,39 @@ def extractive_answer(hits: Sequence[Hit], *, persona: str) -> tuple[str, tuple[
     )
     who = f"{persona}'s" if persona else "the"
     parts = [f"From {who} knowledge base, the most relevant passages:"]
+    if uncovered:
+        parts.insert(0, not_covered(uncovered))
     for citation in citations:
         changed = "  (changed since indexing)" if citation.stale else ""
-        parts.append(f"[{citation.n}] {citation.label}{changed}\n\n{citation.quote.strip()}")
+        heading = f"  {heading_tail(citation.heading)}" if citation.heading else ""
+        parts.append(
+            f"[{citation.n}] {citation.location}{heading}{changed}\n\n{citation.quote.strip()}"
+        )
     return "\n\n".join(parts) + "\n", citations
 
 
-def abstention(question: str, hits: Sequence[Hit]) -> str:
-    """What `ask` says when nothing relevant was found: the nearest topics it does cover."""
-    topics: list[str] = []
+def not_covered(terms: Sequence[str]) -> str:
+    """The one line saying which names of a question the knowledge base never mentions."""
+    return f"The knowledge base never mentions {_listed(terms)}."
+
+
+def abstention(question: str, hits: Sequence[Hit], uncovered: Sequence[str] = ()) -> str:
+    """What `ask` says when nothing relevant was found: what it lacks, and the nearest topics
+    it does cover."""
+    topics: dict[tuple[str, str], str] = {}  # (path, heading) → the first hit's place
     for hit in hits:
-        topic = f"{hit.path}#{hit.heading}" if hit.heading else hit.path
-        if topic not in topics:
-            topics.append(topic)
+        topic = f"{hit.location}  {heading_tail(hit.heading)}" if hit.heading else hit.location
+        topics.setdefault((hit.path, hit.heading), topic)
     lines = [f"The knowledge base does not cover this question: {question.strip()}"]
+    if uncovered:
+        lines.append(not_covered(uncovered))
     if topics:
         lines.append("Nearest topics it does cover:")
-        lines.extend(f"- {topic}" for topic in topics[:5])
+        lines.extend(f"- {topic}" for topic in list(topics.values())[:5])
     return "\n".join(lines) + "\n"
+
+
+def _listed(terms: Sequence[str]) -> str:
+    if len(terms) == 1:
+        return terms[0]
+    return ", ".join(terms[:-1]) + f" or {terms[-1]}"

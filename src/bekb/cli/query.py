@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bekb import Answer, UsageError, contracts
+from bekb.answering.extractive import not_covered
 from bekb.cli import render
 from bekb.cli.app import EXIT_EMPTY, open_kb
 from bekb.inputs import MAX_K, check_k, check_text
@@ -16,9 +18,10 @@ if TYPE_CHECKING:
 
 
 def register(app: typer.Typer) -> None:
-    """Add `bekb search` and `bekb ask` to `app`."""
+    """Add `bekb search`, `bekb ask` and `bekb show` to `app`."""
     app.command("search")(search_command)
     app.command("ask")(ask_command)
+    app.command("show")(show_command)
 
 
 def argument_text(value: str) -> str:
@@ -66,6 +69,10 @@ Refresh = Annotated[
 FailEmpty = Annotated[
     bool, typer.Option("--fail-empty", help="Exit 3 when nothing is found (or ask abstains).")
 ]
+FullPath = Annotated[
+    bool,
+    typer.Option("--full-path", help="Print absolute paths (default: relative to the root)."),
+]
 
 
 def search_command(
@@ -77,14 +84,21 @@ def search_command(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,
     explain: Annotated[
-        bool, typer.Option("--explain", help="Show each hit's dense and BM25 ranks.")
+        bool,
+        typer.Option(
+            "--explain",
+            help="Show each hit's score (its fused relevance: higher is better, comparable "
+            "within one search only) with its dense and BM25 ranks.",
+        ),
     ] = False,
+    full_path: FullPath = False,
     refresh: Refresh = False,
     fail_empty: FailEmpty = False,
 ) -> None:
-    """Search the knowledge base: ranked passages with path#heading (lines a-b).
+    """Search the knowledge base: the best passages, each as path:start-end with its
+    heading and the lines that matched (matched words in bold on a terminal).
 
-    Example: bekb search "saga compensation" -k 5
+    `bekb show` opens any place printed here. Example: bekb search "saga compensation" -k 5
     """
     query = argument_text(query)
     check_text(query, "query")  # at once: a first run would build the index before failing
@@ -93,22 +107,41 @@ def search_command(
     hits = kb.search(query, k=k, refresh=refresh)
     if json_out:
         render.print_json(contracts.search_json(query, hits))
+    elif hits:
+        root = kb.settings.root
+        render.print_rich(
+            line
+            for n, hit in enumerate(hits, start=1)
+            for line in render.hit_lines(n, hit, root=root, full_path=full_path, explain=explain)
+        )
     else:
-        for n, hit in enumerate(hits, start=1):
-            render.echo(f"{n:>2}. {hit.label}  score {hit.score:.4f}")
-            if hit.copies:
-                render.echo(f"    same text in: {'; '.join(c.label for c in hit.copies)}")
-            if explain:
-                e = hit.explain
-                sim = f"{e.dense_similarity:.3f}" if e.dense_similarity is not None else "-"
-                render.echo(
-                    f"    dense #{e.dense_rank or '-'} (cos {sim}), bm25 #{e.bm25_rank or '-'}"
-                )
-            render.echo(f"    {render.snippet(hit.text)}")
-        if not hits:
-            render.echo("no hits")
+        render.echo("no hits")
     if fail_empty and not hits:
         raise typer.Exit(EXIT_EMPTY)
+
+
+def show_command(
+    ctx: typer.Context,
+    place: Annotated[
+        str,
+        typer.Argument(
+            help="PATH[:START[-END]] under the root, or any place `search` or `ask` printed "
+            "(a label from --json, an absolute path, a file:// link)."
+        ),
+    ],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the lines as JSON.")] = False,
+    full_path: FullPath = False,
+) -> None:
+    """Print lines of a file under the root, numbered: what a hit or citation points at.
+
+    Example: bekb show agents/plugins/backend-development/skills/saga-orchestration/SKILL.md:1-20
+    """
+    kb = open_kb(ctx)
+    excerpt = kb.show(argument_text(place))
+    if json_out:
+        render.print_json(contracts.excerpt_json(excerpt))
+    else:
+        render.print_rich(render.excerpt_lines(excerpt, root=kb.settings.root, full_path=full_path))
 
 
 def ask_command(
@@ -129,6 +162,7 @@ def ask_command(
         typer.Option("-k", "--k", help=f"Passages to retrieve (1-{MAX_K}; more is capped)."),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    full_path: FullPath = False,
     refresh: Refresh = False,
     fail_empty: FailEmpty = False,
 ) -> None:
@@ -167,7 +201,13 @@ def ask_command(
     if json_out:
         render.print_json(contracts.answer_json(answer))
     else:
-        show_answer(answer, streamed=bool(streamed), keyless=not kb.settings.llm_enabled)
+        show_answer(
+            answer,
+            streamed=bool(streamed),
+            keyless=not kb.settings.llm_enabled,
+            root=kb.settings.root,
+            full_path=full_path,
+        )
     if fail_empty and answer.mode == "abstain":
         raise typer.Exit(EXIT_EMPTY)
 
@@ -175,21 +215,31 @@ def ask_command(
 ENABLE_HINT = "Set ANTHROPIC_API_KEY to have Claude synthesise an answer from these passages."
 
 
-def show_answer(answer: Answer, *, streamed: bool, keyless: bool) -> None:
+def show_answer(
+    answer: Answer, *, streamed: bool, keyless: bool, root: Path, full_path: bool
+) -> None:
     """An answer on the terminal, after its streamed text (if any): sources and notices."""
     if streamed:
         render.echo("\n")
     if answer.mode != "llm" or not streamed:  # Claude broke off mid-answer: quote instead
-        render.echo(answer.text)
+        render.print_rich(
+            render.answer_lines(answer.text, answer.citations, root=root, full_path=full_path)
+        )
+    if answer.mode == "llm" and answer.uncovered:
+        render.echo(not_covered(answer.uncovered))
     if answer.mode == "llm" and answer.citations:
         render.echo("Sources:")
-        for c in answer.citations:
-            render.echo(f"  [{c.n}] {c.label}{'  (changed since indexing)' if c.stale else ''}")
+        render.print_rich(
+            render.citation_line(c, root=root, full_path=full_path) for c in answer.citations
+        )
     if answer.notice:
         render.echo(f"warning: {answer.notice}", err=True)
     if answer.mode == "llm" and not answer.citations and answer.hits:
         render.echo("Passages it was given:")
-        for hit in answer.hits[:3]:
-            render.echo(f"  {hit.label}\n    {render.snippet(hit.text)}")
+        render.print_rich(
+            line
+            for n, hit in enumerate(answer.hits[:3], start=1)
+            for line in render.hit_lines(n, hit, root=root, full_path=full_path, explain=False)
+        )
     if answer.mode == "extractive" and keyless:
         render.echo(ENABLE_HINT, err=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlparse
 
 from bekb.chunking.blocks import split_lines
 from bekb.chunking.markdown import parse_frontmatter
-from bekb.domain import FileRecord, Source
+from bekb.domain import Excerpt, FileRecord, Source
 from bekb.errors import CorpusError, UsageError
 from bekb.files import FileBytes, Unreadable, inside, read_regular, read_text
 
@@ -47,3 +49,65 @@ def read_document(root: Path, path: str, indexed: Collection[str]) -> str:
     if isinstance(got, Unreadable):
         raise CorpusError(f"cannot read {path}: {got.reason} (changed since indexing?)")
     return got
+
+
+# `path:12` or `path:12-30`, as hits and citations print.
+_LOCATION = re.compile(r"(?P<path>.+?):(?P<start>\d+)(?:-(?P<end>\d+))?")
+# `path#Heading > Sub (lines 12-30)`, the label --json carries.
+_LABEL = re.compile(r"(?P<path>.+?)(?:#.*)? \(lines (?P<start>\d+)-(?P<end>\d+)\)")
+
+
+def excerpt(root: Path, reference: str) -> Excerpt:
+    """Lines of a file under `root`, named the way bekb prints a passage: `path`,
+    `path:12`, `path:12-30`, a `label` (`path#Heading (lines 12-30)`), each with the path
+    relative to the root or absolute (or a `file://` URI) inside it.
+
+    Raises:
+        UsageError: no such file under the root, a path outside it, or a range outside
+            the file.
+        CorpusError: the file cannot be read as text.
+    """
+    path, start, end = _parse_reference(root, reference.strip())
+    rel = _relative(root, path)
+    got = read_text(root, rel)
+    if isinstance(got, Unreadable):
+        if not (root / rel).exists():
+            raise UsageError(f"no file {rel!r} under the workspace root")
+        raise CorpusError(f"cannot read {rel}: {got.reason}")
+    lines = got.splitlines()
+    total = len(lines)
+    first, last = (start, end or start) if start is not None else (1, total)
+    if first < 1 or last < first or last > total:
+        raise UsageError(f"lines {first}-{last} are outside {rel} ({total} lines)")
+    text = "".join(line + "\n" for line in lines[first - 1 : last])
+    return Excerpt(rel, first, last, text, total)
+
+
+def _parse_reference(root: Path, reference: str) -> tuple[str, int | None, int]:
+    if reference.startswith("file://"):
+        reference = unquote(urlparse(reference).path)
+    if not reference:
+        raise UsageError("give a path, e.g. skills/x/SKILL.md:10-20")
+    for pattern in (_LABEL, _LOCATION):
+        match = pattern.fullmatch(reference)
+        if match and not (root / reference).is_file():  # a file may have `:3` in its name
+            start = int(match["start"])
+            end = int(match["end"]) if match["end"] else start
+            return match["path"], start, end
+    return reference, None, 0
+
+
+def _relative(root: Path, path: str) -> str:
+    """`path` relative to the root; absolute paths must lie inside it."""
+    candidate = Path(path)
+    if candidate.is_absolute():
+        for base in (root, root.resolve()):
+            if candidate.is_relative_to(base):
+                candidate = candidate.relative_to(base)
+                break
+        else:
+            raise UsageError(f"{path} is outside the workspace root {root}")
+    rel = candidate.as_posix()
+    if inside(root, rel) is None:
+        raise UsageError(f"{path} is outside the workspace root {root}")
+    return rel

@@ -6,6 +6,7 @@ This module owns the keyword index's files too: where a generation's index lives
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -14,17 +15,43 @@ from pathlib import Path
 from typing import Any
 
 from bekb.files import NUMPY_LOADING, atomic_folder
+from bekb.retrieval.terms import Term, identifiers
 
 STOPWORDS = "english"
 CHECKSUMS = "bekb-checksums.json"
 # Bump when tokenisation changes: saved keyword indexes of another version are rebuilt.
-KEYWORD_VERSION = 3
+KEYWORD_VERSION = 4
 
 
+@functools.cache
 def _stemmer() -> Any:
     import Stemmer
 
     return Stemmer.Stemmer("english")
+
+
+@functools.cache
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+# A word as bm25s tokenises one: two or more word characters.
+WORD = re.compile(r"(?u)\b\w\w+\b")
+
+
+@functools.lru_cache(maxsize=65536)
+def word_stem(word: str) -> str:
+    """A word as the keyword index matches it: lower-cased and stemmed."""
+    return str(_stemmer().stemWord(word.lower()))
+
+
+def query_stems(query: str) -> frozenset[str]:
+    """The stems the keyword index matches a query by (stopwords dropped, identifiers also
+    split into their words)."""
+    words = WORD.findall(with_identifier_parts(query).lower())
+    return frozenset(word_stem(w) for w in words if w not in _stopwords())
 
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -56,13 +83,21 @@ def _tokenize(texts: Sequence[str], *, ids: bool, split: bool = True) -> Any:
 class KeywordIndex:
     """BM25 over a fixed list of chunks; `search` returns chunk ids with their scores."""
 
-    def __init__(self, chunk_ids: Sequence[str], model: Any, vocabulary: set[str]) -> None:
+    def __init__(
+        self,
+        chunk_ids: Sequence[str],
+        model: Any,
+        vocabulary: set[str],
+        identifiers: set[str] | None = None,
+    ) -> None:
         self.chunk_ids = list(chunk_ids)
         self._position = {cid: i for i, cid in enumerate(self.chunk_ids)}
         self._model = model
         # Words the documents use as written (identifier parts excluded): what `coverage`
-        # checks a question against.
+        # and `lacks` check a question against.
         self.vocabulary = vocabulary
+        # Identifier-shaped words the documents use (`router.yaml`, `pg_repack`), lower-cased.
+        self.identifiers = identifiers or set()
 
     @classmethod
     def build(cls, chunk_ids: Sequence[str], texts: Sequence[str]) -> KeywordIndex:
@@ -73,7 +108,8 @@ class KeywordIndex:
         if texts:
             model.index(_tokenize(texts, ids=True), show_progress=False)
         words = _tokenize(texts, ids=True, split=False).vocab if texts else {}
-        return cls(chunk_ids, model, set(words))
+        named = set().union(*(identifiers(text) for text in texts)) if texts else set()
+        return cls(chunk_ids, model, set(words), named)
 
     def save(self, folder: Path) -> None:
         """Write the index to `folder` (created)."""
@@ -82,6 +118,7 @@ class KeywordIndex:
             self._model.save(str(folder), show_progress=False)
         (folder / "chunk_ids.json").write_text(json.dumps(self.chunk_ids))
         (folder / "vocabulary.json").write_text(json.dumps(sorted(self.vocabulary)))
+        (folder / "identifiers.json").write_text(json.dumps(sorted(self.identifiers)))
         (folder / CHECKSUMS).write_text(json.dumps(_checksums(folder)))
 
     @classmethod
@@ -101,11 +138,12 @@ class KeywordIndex:
         if expect is not None and (len(chunk_ids) != len(expect) or set(chunk_ids) != set(expect)):
             raise ValueError(f"keyword index {folder} does not match the committed chunks")
         vocabulary = set(json.loads((folder / "vocabulary.json").read_text()))
+        named = set(json.loads((folder / "identifiers.json").read_text()))
         if not chunk_ids:
-            return cls(chunk_ids, bm25s.BM25(), vocabulary)
+            return cls(chunk_ids, bm25s.BM25(), vocabulary, named)
         with NUMPY_LOADING:
             model = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
-        return cls(chunk_ids, model, vocabulary)
+        return cls(chunk_ids, model, vocabulary, named)
 
     def coverage(self, query: str) -> float:
         """Share of the query's terms (stemmed, stopwords dropped) that occur in the corpus."""
@@ -113,6 +151,32 @@ class KeywordIndex:
         if not tokens or not self.chunk_ids:
             return 0.0
         return sum(token in self.vocabulary for token in tokens) / len(tokens)
+
+    def lacks(self, term: Term) -> bool:
+        """Whether the corpus never uses `term` (an identifier as written; other terms as
+        the stemmed words they make)."""
+        if term.identifier:
+            return term.text.lower() not in self.identifiers
+        tokens = _tokenize([term.text], ids=False, split=False)[0]
+        return bool(tokens) and any(token not in self.vocabulary for token in tokens)
+
+    def weights(self, query: str) -> dict[str, float]:
+        """Each query stem the corpus uses, weighed by its rarity (BM25's idf): a word most
+        chunks use ("how", "use") weighs little."""
+        import math
+
+        vocab = getattr(self._model, "vocab_dict", None) or {}
+        if not self.chunk_ids or not vocab:
+            return {}
+        indptr = self._model.scores["indptr"]
+        total = len(self.chunk_ids)
+        out = {}
+        for stem in query_stems(query):
+            token = vocab.get(stem)
+            if token is not None:
+                df = int(indptr[token + 1] - indptr[token])
+                out[stem] = math.log(1 + (total - df + 0.5) / (df + 0.5))
+        return out
 
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """Up to `n` (chunk id, score) pairs with a positive score, best first."""

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +19,10 @@ from bekb.retrieval.bm25 import (
     save_keyword_index,
 )
 from bekb.retrieval.fusion import Fused, convex_fusion, reciprocal_rank_fusion
+from bekb.retrieval.passages import assemble
 from bekb.retrieval.rerank import RERANK_CANDIDATES, Reranker
+from bekb.retrieval.snippets import matched_lines
+from bekb.retrieval.terms import Term, decides_off_topic, specific_terms
 from bekb.store import ChromaStore
 
 # Candidates each retriever contributes before fusion. Every one is scored by both, so a
@@ -40,6 +42,13 @@ CONVEX_WEIGHTS = {"dense": 0.6, "bm25": 0.4}
 # (docs/benchmarks.md, "Retrieval quality").
 CONVEX_FLOORS = {"dense": 0.0}
 Fusion = Literal["convex", "rrf"]
+# Ranked chunks passages are assembled from (every search, whatever its k: see passages.py).
+POOL = 60
+# Chunks a snapshot keeps in memory at most (about 1.5 KB each; the workspace has 13,534).
+CHUNK_MEMORY = 20_000
+# Neighbours of each pooled chunk read with it, for completing passages (any further one a
+# passage needs is read when it does).
+AROUND = (-1, 1)
 # Abstention reads the model's own cosine (what its threshold was calibrated on) of the
 # nearest of this many adapted candidates.
 NEAREST = 10
@@ -54,15 +63,19 @@ class SearchResult:
     # 10 nearest to the adapted query), what the abstention threshold was calibrated on.
     best_similarity: float
     coverage: float  # share of the query's terms the corpus contains at all
+    # The query's name-shaped terms the corpus never uses (products, APIs, identifiers).
+    missing: tuple[Term, ...] = ()
 
     def off_topic(self, *, min_similarity: float, min_coverage: float) -> bool:
         """Whether the corpus does not cover the query.
 
-        Both signals must agree: the nearest passage is only loosely similar, and a good part
-        of the query's vocabulary never occurs in the corpus. Either alone misfires: terse
-        questions have low similarity, paraphrases use words the documents do not.
+        Either the query names what the corpus never mentions (a product, an API, an
+        identifier: `terms.decides_off_topic`), or two weaker signals agree: the nearest
+        passage is only loosely similar, and a good part of the query's vocabulary never
+        occurs in the corpus. Either of those two alone misfires: terse questions have low
+        similarity, paraphrases use words the documents do not.
         """
-        if not self.hits:
+        if not self.hits or decides_off_topic(list(self.missing)):
             return True
         return self.best_similarity < min_similarity and self.coverage < min_coverage
 
@@ -74,8 +87,25 @@ class Snapshot:
     meta: IndexMeta
     records: dict[str, FileRecord]
     live: set[str]
+    owner: dict[str, str]  # chunk id → path of its file
+    position: dict[str, int]  # chunk id → its place among its file's chunks
     keywords: KeywordIndex
     adapter: QueryAdapter | None  # None: the model's own query vectors
+    # Chunks read so far, by id: a generation's chunks never change, and a long-lived
+    # process (an MCP server, watch mode) reads the same ones again and again.
+    chunks: dict[str, Chunk] = field(default_factory=dict)
+
+    def read(self, store: ChromaStore, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
+        """The chunks of `chunk_ids` this generation has, from memory where it can."""
+        found = {cid: c for cid in chunk_ids if (c := self.chunks.get(cid)) is not None}
+        missing = [cid for cid in chunk_ids if cid not in found]
+        if missing:
+            read = {c.id: c for c in store.get_chunks(self.meta.collection, missing)}
+            if len(self.chunks) + len(read) > CHUNK_MEMORY:
+                self.chunks.clear()
+            self.chunks.update(read)  # one dict update: safe beside readers in other threads
+            found.update(read)
+        return found
 
 
 class Retriever:
@@ -110,9 +140,14 @@ class Retriever:
         if self._snapshot is not None and self._snapshot.meta == meta:
             return self._snapshot
         records = self.store.files(meta.collection)
-        live = {cid for record in records.values() for cid in record.chunk_ids}
+        owner = {cid: path for path, record in records.items() for cid in record.chunk_ids}
+        position = {
+            cid: at for record in records.values() for at, cid in enumerate(record.chunk_ids)
+        }
+        live = set(owner)
         adapter = stored_adapter(self.store, meta) if self.adapt else None
-        self._snapshot = Snapshot(meta, records, live, self._keywords(meta, records), adapter)
+        keywords = self._keywords(meta, records)
+        self._snapshot = Snapshot(meta, records, live, owner, position, keywords, adapter)
         # A rebuild under another model or backend (int8 has its own fingerprint, not its
         # own model name) needs the query embedder of that model.
         if self._embedder is not None and self._embedder_for != meta.model_fingerprint:
@@ -163,11 +198,12 @@ class Retriever:
                 {"dense": [c for c, _ in dense], "bm25": [c for c, _ in lexical]},
                 weights=RRF_WEIGHTS,
             )
-        wanted = max(k, RERANK_CANDIDATES) if self._reranker_factory else k
-        top = fused[: wanted * 3]
-        chunks = {c.id: c for c in self.store.get_chunks(key, [f.id for f in top])}
-        hits = []
-        for entry in top:
+        # Passages are assembled from a pool of fixed size, never from what `k` leaves: the
+        # first n hits are the same whatever k is.
+        pool = fused[:POOL]
+        chunks, neighbour = self._chunks_around(snap, [f.id for f in pool])
+        ranked = []
+        for entry in pool:
             chunk = chunks.get(entry.id)
             if chunk is None:
                 continue
@@ -177,18 +213,43 @@ class Retriever:
                 dense_similarity=similarity.get(entry.id),
                 fused=entry.score,
             )
-            hits.append((chunk, explain))
-        merged = fold_copies(merge_neighbours(hits), preferred)[:wanted]
+            ranked.append((chunk, explain))
+        merged = fold_copies(assemble(ranked, neighbour), preferred)
         if self._reranker_factory is not None:
             if self._reranker is None:
                 self._reranker = self._reranker_factory()
-            merged = self._reranker.rerank(query, merged)
+            head = self._reranker.rerank(query, merged[:RERANK_CANDIDATES])
+            merged = [*head, *merged[RERANK_CANDIDATES:]]
         if snap.adapter is None:
             best = max((sim for _, sim in dense), default=0.0)
         else:
             nearest = [cid for cid, _ in dense[:NEAREST]]
             best = max(self.store.similarities(key, own, nearest).values(), default=0.0)
-        return SearchResult(tuple(merged[:k]), best, snap.keywords.coverage(query))
+        missing = tuple(t for t in specific_terms(query) if snap.keywords.lacks(t))
+        weights = snap.keywords.weights(query)
+        shown = tuple(_with_snippet(hit, weights) for hit in merged[:k])
+        return SearchResult(shown, best, snap.keywords.coverage(query), missing)
+
+    def _chunks_around(
+        self, snap: Snapshot, chunk_ids: Sequence[str]
+    ) -> tuple[dict[str, Chunk], Callable[[Chunk, int], Chunk | None]]:
+        """The chunks `chunk_ids` name, and a neighbour lookup for assembling passages; the
+        chunks just around them are read in the same request (passages rarely need more)."""
+        wanted = dict.fromkeys(chunk_ids)
+        for cid in chunk_ids:
+            for step in AROUND:
+                near = _beside(snap, cid, step)
+                if near is not None:
+                    wanted.setdefault(near, None)
+        known = snap.read(self.store, list(wanted))
+
+        def neighbour(chunk: Chunk, step: int) -> Chunk | None:
+            near = _beside(snap, chunk.id, step)
+            if near is None:
+                return None
+            return snap.read(self.store, [near]).get(near)
+
+        return known, neighbour
 
     def _convex(
         self,
@@ -238,39 +299,19 @@ class Retriever:
         return index
 
 
-def merge_neighbours(hits: Sequence[tuple[Chunk, HitExplain]]) -> list[Hit]:
-    """Hits best first; chunks adjacent in one section of one file become one passage."""
-    out: list[Hit] = []
-    placed: dict[tuple[str, int], int] = {}  # (path, ordinal) → index in `out`
-    members: list[list[Chunk]] = []
-    for chunk, explain in hits:
-        slot = None
-        for neighbour in (chunk.ordinal - 1, chunk.ordinal + 1):
-            index = placed.get((chunk.path, neighbour))
-            if index is not None and members[index][0].heading == chunk.heading:
-                slot = index
-                break
-        if slot is None:
-            placed[(chunk.path, chunk.ordinal)] = len(out)
-            members.append([chunk])
-            out.append(_hit(chunk, explain, explain.fused))
-            continue
-        placed[(chunk.path, chunk.ordinal)] = slot
-        group = sorted([*members[slot], chunk], key=lambda c: c.ordinal)
-        if any(b.ordinal - a.ordinal != 1 for a, b in itertools.pairwise(group)):
-            placed[(chunk.path, chunk.ordinal)] = len(out)
-            members.append([chunk])
-            out.append(_hit(chunk, explain, explain.fused))
-            continue
-        members[slot] = group
-        out[slot] = replace(
-            out[slot],
-            text="".join(c.text for c in group),
-            start_line=group[0].start_line,
-            end_line=group[-1].end_line,
-            chunk_ids=tuple(c.id for c in group),
-        )
-    return out
+def _beside(snap: Snapshot, chunk_id: str, step: int) -> str | None:
+    """The id of the chunk `step` places from `chunk_id` in its file, if there is one."""
+    path = snap.owner.get(chunk_id)
+    if path is None:
+        return None
+    ids = snap.records[path].chunk_ids
+    at = snap.position[chunk_id] + step
+    return ids[at] if 0 <= at < len(ids) else None
+
+
+def _with_snippet(hit: Hit, weights: dict[str, float]) -> Hit:
+    lines, stems = matched_lines(hit.text, hit.start_line, weights)
+    return replace(hit, matched_lines=lines, matched_stems=stems)
 
 
 def fold_copies(hits: Sequence[Hit], preferred: Collection[str] = ()) -> list[Hit]:
@@ -295,17 +336,3 @@ def fold_copies(hits: Sequence[Hit], preferred: Collection[str] = ()) -> list[Hi
         copy = Copy(hit.path, hit.heading, hit.start_line, hit.end_line)
         out[index] = replace(kept, copies=(*kept.copies, copy, *hit.copies))
     return out
-
-
-def _hit(chunk: Chunk, explain: HitExplain, score: float) -> Hit:
-    return Hit(
-        path=chunk.path,
-        heading=chunk.heading,
-        start_line=chunk.start_line,
-        end_line=chunk.end_line,
-        text=chunk.text,
-        score=round(score, 6),
-        kind=chunk.kind,
-        chunk_ids=(chunk.id,),
-        explain=explain,
-    )

@@ -1,0 +1,36 @@
+"""Snippets: the lines of a passage that match a query, for a reader to see why it ranked."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from bekb.retrieval.bm25 import WORD, word_stem
+
+# Lines a snippet shows at most.
+SNIPPET_LINES = 3
+# A Markdown heading: the hit's heading trail shows it already.
+_HEADING = re.compile(r"#{1,6} ")
+
+
+def matched_lines(
+    text: str, first_line: int, weights: Mapping[str, float], limit: int = SNIPPET_LINES
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The file line numbers of the `limit` lines of `text` (which starts at `first_line`)
+    holding the most weight of query stems, in file order, and the stems found. Headings
+    are left out (a hit shows its heading trail)."""
+    stem_of = {w: word_stem(w) for w in set(WORD.findall(text))}
+    matching = {w: stem for w, stem in stem_of.items() if stem in weights}
+    scored: list[tuple[float, int]] = []
+    found: set[str] = set()
+    if not matching:
+        return (), ()
+    for offset, line in enumerate(text.split("\n")):
+        if _HEADING.match(line):
+            continue
+        stems = {matching[w] for w in WORD.findall(line) if w in matching}
+        if stems:
+            found |= stems
+            scored.append((-sum(weights[s] for s in stems), offset))
+    best = sorted(scored)[:limit]
+    return tuple(sorted(first_line + offset for _, offset in best)), tuple(sorted(found))
