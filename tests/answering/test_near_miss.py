@@ -12,21 +12,21 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_support import invoke, model_app
+from cli_support import invoke
 from conftest import FIXTURES
 
 from bekb import KnowledgeBase, contracts
+from bekb.cli.app import build_app
 
 AGENT = "specialists/db-specialist.md"
 
 
 @pytest.fixture(scope="module")
-def pooling(tmp_path_factory, real_embedder) -> KnowledgeBase:
+def pooling(tmp_path_factory) -> KnowledgeBase:
+    """The fixture corpus indexed with the real model (the machine's ONNX export)."""
     root = tmp_path_factory.mktemp("near-miss") / "root"
     shutil.copytree(FIXTURES / "near_miss", root)
-    kb = KnowledgeBase.open(
-        root=root, index_dir=root.parent / "index", agent_files=[AGENT], embedder=real_embedder
-    )
+    kb = KnowledgeBase.open(root=root, index_dir=root.parent / "index", agent_files=[AGENT])
     kb.index()
     return kb
 
@@ -71,15 +71,15 @@ def test_a_partly_covered_question_is_answered_and_says_what_it_lacks(pooling):
     assert contracts.answer_json(answer)["uncovered"] == ["Kubernetes"]
 
 
-def test_the_cli_prints_the_line_and_the_json_carries_the_field(pooling, real_embedder):
+def test_the_cli_prints_the_line_and_the_json_carries_the_field(pooling):
     s = pooling.settings
     args = ["--root", s.root, "--index-dir", s.index_dir, "ask", "--no-llm"]
     env = {"BEKB_AGENT_FILES": AGENT}
     question = "how do I set up ProxySQL connection pooling for MySQL"
-    done = invoke(model_app(real_embedder), [*args, question, "--fail-empty"], env=env)
+    done = invoke(build_app(), [*args, question, "--fail-empty"], env=env)
     assert done.code == 3
     assert "The knowledge base never mentions ProxySQL or MySQL." in done.out
-    done = invoke(model_app(real_embedder), [*args, question, "--json"], env=env)
+    done = invoke(build_app(), [*args, question, "--json"], env=env)
     assert json.loads(done.out)["uncovered"] == ["ProxySQL", "MySQL"]
 
 

@@ -26,7 +26,7 @@ def test_the_first_hits_do_not_depend_on_k(cited_kb, dev_questions):
     unstable = []
     for question in dev_questions:
         widest = place(cited_kb.search(question, k=MAX_K))
-        for k in (1, 3, 8):
+        for k in (1, 8):
             if place(cited_kb.search(question, k=k)) != widest[:k]:
                 unstable.append((question, k))
     assert unstable == []
