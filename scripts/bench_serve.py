@@ -210,6 +210,9 @@ def main() -> None:
     same = sum(a == b for a, b in pairs)
     print(f"server hits identical to embedded (library): {same}/{len(queries)}")
 
+    rate = {(r.surface, r.mode, r.in_flight): r.rps for r in runs}
+    ratio = rate[("mcp", "embedded", args.in_flight)] / rate[("mcp", "embedded", 1)]
+    print(f"embedded MCP, {args.in_flight} in flight against 1: {ratio:.2f}x")
     cpus = os.cpu_count()
     load = os.getloadavg()[0]
     command = " ".join([".venv/bin/python scripts/bench_serve.py", *sys.argv[1:]])
@@ -232,9 +235,19 @@ graphs are built separately and are approximate: for the same query vector their
 candidates can differ, which reorders a hit or two). Every search runs
 the staleness check (a stat of each indexed file) and reads the active pointer, the file
 registry and the chunks from Chroma, so server mode pays a few loopback round trips per
-query. The MCP server runs its tools one at a time (the knowledge base is not shared-safe):
-with more requests in flight, latency grows with the queue and throughput gains only what
-overlapping the stdio transport with the work allows.
+query. The MCP server runs its tools in parallel, each on a worker thread (the knowledge base
+makes its parts once, under a lock, and shares them; queries are embedded on one ONNX thread
+each, so parallel searches each get a core): with {args.in_flight} in flight, embedded
+throughput is {ratio:.2f}x the one-at-a-time figure on {cpus} CPUs (p95 in the table). Before
+(one tool at a time, ONNX on every core): 36.4 against 23.1 requests/s, 1.58x. The
+issue's 2x is out of reach on 2 CPUs: one request at a time already keeps one CPU busy (the
+server's CPU time per search, about 26 ms, is its whole latency), so 2 CPUs bound the gain at
+2x less what the threads share (the GIL, Chroma's and the tokenizers' locks). Worker processes
+instead of threads were measured too (a prototype, the same stdio client): 1.49-1.57x
+against 1.62-1.73x for threads, the pickling and pipes costing more than the GIL. What made
+searches fast also made the serial figure higher: the same run's one-at-a-time rate is
+{rate[("mcp", "embedded", 1)] / 23.1:.1f}x the 23.1 requests/s before, and 8 in flight
+{rate[("mcp", "embedded", args.in_flight)] / 23.1:.1f}x it.
 """
     write_sections(args.docs, {SECTION: section})
     print(f"wrote the {SECTION!r} section of {args.docs}")

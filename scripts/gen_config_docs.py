@@ -34,6 +34,12 @@ def render() -> str:
         "Precedence: defaults < `bekb.toml` (working directory, or the file named by "
         "`BEKB_CONFIG`) < environment < command-line flags. Lists are comma-separated in the "
         "environment and arrays in `bekb.toml`.\n\n"
+        "Relative paths in a `bekb.toml` (`root`, `index_dir`, `lock_file`, `cache_dir`, a "
+        "model folder) are relative to the file's own folder, wherever bekb runs from (an MCP "
+        "host, `BEKB_CONFIG=~/kb/bekb.toml bekb ask ...`); in the environment and on the "
+        "command line they are relative to the working directory. `agent_files`, `include` "
+        "and `exclude` are relative to `root`. `bekb init DIR` writes a commented bekb.toml "
+        "for a folder of agents and skills.\n\n"
         + EXAMPLE
         + "| setting | environment | default | meaning |\n|---|---|---|---|\n"
         + "\n".join(rows)

@@ -120,7 +120,7 @@ HOMES = {
     "mcp_types": lambda rel: rel.startswith("mcp/"),
     "typer": lambda rel: rel.startswith("cli/"),
     "rich": lambda rel: rel in {"cli/progress.py", "cli/render.py"},
-    "llama_index": lambda rel: False,
+    "llama_index": lambda rel: rel.startswith("integrations/"),
 }
 
 

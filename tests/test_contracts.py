@@ -153,6 +153,19 @@ def test_corpus_json():
         "files": [{"path": "a.md", "state": "new", "sha256": "ab"}],
         "unresolved": ["gone.md"],
         "refused": [],
+        "unresolved_citations": [],
+        "counts": {
+            "files": 1,
+            "indexed": 0,
+            "new": 1,
+            "changed": 0,
+            "deleted": 0,
+            "unresolved_citations": 0,
+            "missing": 0,
+            "outside_root": 0,
+            "not_text": 0,
+            "refused": 0,
+        },
     }
 
 

@@ -48,7 +48,7 @@ def test_readme_library_example_runs(cited_index, tmp_path, monkeypatch, capsys)
     (tmp_path / "corpus").symlink_to(cited_index.root)
     (tmp_path / "index").symlink_to(cited_index.index_dir)
     monkeypatch.chdir(tmp_path)
-    [example] = python_blocks(README.read_text())
+    example = python_blocks(README.read_text())[0]
     exec(compile(example, "README.md", "exec"), {})
     first, second, *shown = capsys.readouterr().out.splitlines()
     assert re.fullmatch(r".+\.md:\d+-\d+", first)

@@ -154,3 +154,9 @@ def test_extractive_quotes_keep_a_split_code_block_whole(tiny_settings, hashing_
         source.index("```python") : source.index("```\n", source.index("undo(step)")) + 4
     ]
     assert block in quoted[0]
+
+
+def test_persona_without_any_configured_agent_file_says_what_to_set(tiny_settings):
+    kb = KnowledgeBase.open(tiny_settings.model_copy(update={"agent_files": ()}))
+    with pytest.raises(UsageError, match="no agent file configured: set agent_files"):
+        kb.persona()

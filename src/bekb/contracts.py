@@ -15,6 +15,7 @@ from bekb.domain import (
     Hit,
     IndexReport,
     IndexStatus,
+    InitReport,
     Source,
     SyncReport,
 )
@@ -99,6 +100,37 @@ def corpus_json(status: CorpusStatus) -> dict[str, Any]:
         "files": [{"path": f.path, "state": f.state, "sha256": f.sha256} for f in status.files],
         "unresolved": list(status.unresolved),
         "refused": [asdict(r) for r in status.refused],
+        "unresolved_citations": [asdict(c) for c in status.unresolved_citations],
+        "counts": corpus_counts(status),
+    }
+
+
+def corpus_counts(status: CorpusStatus) -> dict[str, int]:
+    """How many files are in each state, and how many citations resolve to no usable file,
+    by problem (`bekb corpus status` ends with them)."""
+    counts = {"files": len(status.files), "indexed": 0, "new": 0, "changed": 0, "deleted": 0}
+    for f in status.files:
+        counts[f.state] += 1
+    counts["unresolved_citations"] = len(status.unresolved_citations)
+    problems = {"missing": 0, "outside_root": 0, "not_text": 0}
+    for cited in status.unresolved_citations:
+        problems[cited.problem] += 1
+    return {**counts, **problems, "refused": len(status.refused)}
+
+
+def init_json(report: InitReport) -> dict[str, Any]:
+    """`bekb init --json`."""
+    return {
+        "folder": str(report.folder),
+        "config": str(report.config),
+        "layouts": [asdict(layout) for layout in report.layouts],
+        "agent_files": list(report.agent_files),
+        "include": list(report.include),
+        "scope": report.scope,
+        "index_dir": report.index_dir,
+        "files": report.files,
+        "unresolved_citations": [asdict(c) for c in report.unresolved_citations],
+        "next": list(report.next_commands),
     }
 
 

@@ -9,6 +9,10 @@ from typing import Literal
 ChunkKind = Literal["prose", "code", "frontmatter", "data"]
 FileState = Literal["indexed", "new", "changed", "deleted"]
 AnswerMode = Literal["llm", "extractive", "abstain"]
+# How an agent file wrote a citation: `a/b.md`, [x](a/b.md), @a/b.md, or a/b.md in the text.
+CitationForm = Literal["backtick", "link", "mention", "bare"]
+# Why a citation names no file that can be indexed.
+CitationProblem = Literal["missing", "outside_root", "not_text"]
 
 
 def passage_label(path: str, heading: str, start_line: int, end_line: int) -> str:
@@ -194,6 +198,52 @@ class SkippedFile:
 
 
 @dataclass(frozen=True)
+class UnresolvedCitation:
+    """A path an agent file cites that names no file bekb can index, and why.
+
+    `path` is root-relative where the citation stays under the root (as written otherwise);
+    `detail` is the refusal as `refused` reports it (empty for a missing file).
+    """
+
+    path: str
+    problem: CitationProblem
+    agent_file: str
+    form: CitationForm
+    detail: str = ""
+
+
+# The arrangements of agents and skills `bekb init` recognises in a folder.
+LayoutKind = Literal["agents", "claude", "plugins", "workspace"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One arrangement of agent files and skills found in a folder: its kind, the globs it
+    was found by (relative to the folder) and how many of each it holds."""
+
+    kind: LayoutKind
+    where: tuple[str, ...]
+    agent_files: int
+    skills: int
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What `bekb init` found in a folder, the bekb.toml it wrote, and what that selects."""
+
+    folder: Path
+    config: Path
+    layouts: tuple[Layout, ...]
+    agent_files: tuple[str, ...]
+    include: tuple[str, ...]
+    scope: Literal["cited", "workspace"]
+    index_dir: str
+    files: int  # how many files the written settings select
+    unresolved_citations: tuple[UnresolvedCitation, ...]
+    next_commands: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class IndexReport:
     """What one `index()` run did."""
 
@@ -231,6 +281,9 @@ class CorpusStatus:
     files: tuple[FileStatus, ...]
     unresolved: tuple[str, ...]
     refused: tuple[SkippedFile, ...] = ()
+    # Every citation that resolved to no usable file: the missing ones of `unresolved` and
+    # the refused ones of `refused`, each with its problem and the agent file citing it.
+    unresolved_citations: tuple[UnresolvedCitation, ...] = ()
 
     @property
     def stale(self) -> tuple[FileStatus, ...]:

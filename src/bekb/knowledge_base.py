@@ -7,7 +7,8 @@ selection, the freshness memo); each part's logic lives in its own module.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from bekb.domain import (
     Source,
     SyncReport,
 )
-from bekb.errors import IndexNotBuiltError, StoreError
+from bekb.errors import CorpusError, IndexNotBuiltError, StoreError, UsageError
 from bekb.indexing.freshness import Freshness
 from bekb.inputs import MAX_K, check_k, check_text
 from bekb.settings import Settings
@@ -37,8 +38,16 @@ if TYPE_CHECKING:
 
     from bekb.embedding.backends import EmbeddingModels
     from bekb.embedding.model import Embedder
+    from bekb.embedding.tokenizer import ModelTokenizer
     from bekb.evaluation import Report as EvalReport
     from bekb.indexing.watch import ErrorCallback, RebuildCallback
+    from bekb.integrations.llama_index import (
+        LLM,
+        BekbRetriever,
+        QueryEngineTool,
+        RetrieverQueryEngine,
+        RetrieverTool,
+    )
     from bekb.retrieval.retriever import Retriever, SearchResult, Snapshot
     from bekb.store import ChromaStore
 
@@ -60,7 +69,12 @@ class KnowledgeBase:
         self._retriever: Retriever | None = None
         self._models: EmbeddingModels | None = None
         self._selection: Selection | None = None
+        self._tokenizer: ModelTokenizer | None = None
         self._freshness = Freshness()
+        # Searches may run in several threads at once (the MCP server's tools): the parts
+        # are made once, under this lock; what they hold is safe to share (measured in
+        # tests/mcp/test_concurrency.py).
+        self._parts = threading.RLock()
 
     @classmethod
     def open(
@@ -85,8 +99,10 @@ class KnowledgeBase:
         if self._store is None:
             from bekb.store import open_store
 
-            s = self.settings
-            self._store = open_store(s.index_dir, s.chroma_url, timeout=s.chroma_timeout)
+            with self._parts:
+                if self._store is None:
+                    s = self.settings
+                    self._store = open_store(s.index_dir, s.chroma_url, timeout=s.chroma_timeout)
         return self._store
 
     @property
@@ -96,15 +112,16 @@ class KnowledgeBase:
             from bekb.embedding.backends import EmbeddingModels
 
             s = self.settings
-            self._models = EmbeddingModels(
-                embed_model=s.embed_model,
-                index_backend=s.index_backend,
-                query_backend=s.query_backend,
-                exports_dir=s.cache_folder / "onnx",
-                legacy_exports=s.index_dir / "onnx",
-                batch_size=s.embed_batch_size,
-                injected=self._embedder,
-            )
+            with self._parts:
+                self._models = self._models or EmbeddingModels(
+                    embed_model=s.embed_model,
+                    index_backend=s.index_backend,
+                    query_backend=s.query_backend,
+                    exports_dir=s.cache_folder / "onnx",
+                    legacy_exports=s.index_dir / "onnx",
+                    batch_size=s.embed_batch_size,
+                    injected=self._embedder,
+                )
         return self._models
 
     def _writable_store(self, replace: bool = False) -> ChromaStore:
@@ -112,16 +129,17 @@ class KnowledgeBase:
         `replace`, the damaged embedded store is set aside first."""
         from bekb.store import open_store, set_aside
 
-        if replace and self._store is not None and self._store.folder is not None:
-            self._store.close()
-            set_aside(self._store.folder)
-            self._store = None
-        if self._store is None:
-            s = self.settings
-            self._store = open_store(
-                s.index_dir, s.chroma_url, timeout=s.chroma_timeout, replace_damaged=True
-            )
-        return self._store
+        with self._parts:
+            if replace and self._store is not None and self._store.folder is not None:
+                self._store.close()
+                set_aside(self._store.folder)
+                self._store = None
+            if self._store is None:
+                s = self.settings
+                self._store = open_store(
+                    s.index_dir, s.chroma_url, timeout=s.chroma_timeout, replace_damaged=True
+                )
+            return self._store
 
     def _retrieval(self) -> Retriever:
         if self._retriever is None:
@@ -131,25 +149,31 @@ class KnowledgeBase:
             from bekb.retrieval.retriever import Retriever
 
             model = self.settings.rerank_model
-            self._retriever = Retriever(
-                self.store,
-                self.settings.index_dir,
-                self.models.for_queries,
-                partial(Reranker, model) if model else None,
-                self.settings.fusion,
-                adapt=self.settings.query_adapter,
-            )
+            with self._parts:
+                self._retriever = self._retriever or Retriever(
+                    self.store,
+                    self.settings.index_dir,
+                    self.models.for_queries,
+                    partial(Reranker, model) if model else None,
+                    self.settings.fusion,
+                    adapt=self.settings.query_adapter,
+                )
         return self._retriever
 
     def selection(self) -> Selection:
         """The files the settings select under the root (reused while no folder changed)."""
-        if self._selection is not None and self._selection.still_current():
+        with self._parts:
+            if self._selection is not None and self._selection.still_current():
+                return self._selection
+            s = self.settings
+            self._selection = select_files(
+                s.root,
+                agent_files=s.agent_files,
+                scope=s.scope,
+                include=s.include,
+                exclude=s.exclude,
+            )
             return self._selection
-        s = self.settings
-        self._selection = select_files(
-            s.root, agent_files=s.agent_files, scope=s.scope, include=s.include, exclude=s.exclude
-        )
-        return self._selection
 
     # -- corpus ------------------------------------------------------------------------------
 
@@ -294,9 +318,29 @@ class KnowledgeBase:
         from bekb.answering.persona import parse_agent_file
         from bekb.corpus.agents import load_agent_file
 
+        if not name_or_path and not self.settings.agent_files:
+            raise UsageError(
+                "no agent file configured: set agent_files in bekb.toml or pass --as PATH"
+            )
         wanted = name_or_path or self.settings.agent_files[0]
         rel, text = load_agent_file(check_root(self.settings.root), wanted)
         return parse_agent_file(text, rel)
+
+    def personas(self) -> list[Persona]:
+        """Every agent file under the root that answers can speak as (`persona(name)`),
+        sorted by name; files that cannot be read are left out."""
+        from bekb.answering.persona import parse_agent_file
+        from bekb.corpus.agents import find_agent_files, load_agent_file
+
+        root = check_root(self.settings.root)
+        found = []
+        for rel in find_agent_files(root).values():
+            try:
+                path, text = load_agent_file(root, rel)
+            except CorpusError:
+                continue
+            found.append(parse_agent_file(text, path))
+        return sorted(found, key=lambda p: p.name)
 
     def _off_topic(self, result: SearchResult) -> bool:
         s = self.settings
@@ -378,16 +422,73 @@ class KnowledgeBase:
         indexed = self.store.files(meta.collection)
         return read_document(check_root(self.settings.root), path, indexed)
 
-    def show(self, reference: str) -> Excerpt:
+    def show(
+        self,
+        place: str,
+        *,
+        start_line: int | None = None,
+        end_line: int | None = None,
+        indexed_only: bool = False,
+    ) -> Excerpt:
         """Lines of a file under the root, named as a hit or citation prints them
-        (`path:12-30`, a label, an absolute path); needs no index.
+        (`path:12-30`, a label, an absolute path); `start_line`/`end_line` override the
+        range it names (either alone runs to the file's end or from its start). Needs no
+        index unless `indexed_only` (then a file the index does not hold is refused).
 
         Raises:
-            UsageError: the file is not under the root, or the range is outside it.
+            UsageError: the file is not under the root (or not indexed), or the range is
+                outside it.
         """
         from bekb.corpus.documents import excerpt
 
-        return excerpt(check_root(self.settings.root), check_text(reference, "place"))
+        indexed = self.store.files(self._active().collection) if indexed_only else None
+        return excerpt(
+            check_root(self.settings.root),
+            check_text(place, "place"),
+            indexed,
+            start_line=start_line,
+            end_line=end_line,
+        )
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens in each text as the embedding model's tokenizer counts them (the one
+        tokenizer bekb has offline; the MCP server's result budget uses it)."""
+        from bekb.embedding.tokenizer import ModelTokenizer
+
+        with self._parts:
+            if self._tokenizer is None:
+                self._tokenizer = ModelTokenizer.for_model(self.models.tokenizer_model())
+        return self._tokenizer.count(texts)
+
+    # -- llama-index (bekb.integrations.llama_index, imported on first use) ------------------
+
+    def as_retriever(self, *, k: int | None = None) -> BekbRetriever:
+        """This knowledge base's search as a llama-index retriever: each hit a `TextNode`."""
+        from bekb.integrations.llama_index import as_retriever
+
+        return as_retriever(self, k)
+
+    def as_query_engine(
+        self, llm: LLM | None = None, *, k: int | None = None, **kwargs: Any
+    ) -> RetrieverQueryEngine:
+        """A llama-index query engine: `llm` answers from this knowledge base's passages
+        (None: llama-index's `Settings.llm`); `kwargs` go to `RetrieverQueryEngine.from_args`."""
+        from bekb.integrations.llama_index import as_query_engine
+
+        return as_query_engine(self, llm, k, **kwargs)
+
+    def as_tool(
+        self,
+        *,
+        name: str = "bekb",
+        description: str | None = None,
+        k: int | None = None,
+        llm: LLM | None = None,
+    ) -> RetrieverTool | QueryEngineTool:
+        """A llama-index agent tool: it returns passages, or with `llm` an answer."""
+        from bekb.integrations.llama_index import as_tool
+
+        return as_tool(self, name=name, description=description, k=k, llm=llm)
 
     def is_built(self) -> bool:
         """Whether an index has been committed (searches can run)."""

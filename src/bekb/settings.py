@@ -49,6 +49,10 @@ def _config_file() -> Path:
 
 # Settings that are paths: in a bekb.toml, a relative one is relative to the file's folder.
 PATH_SETTINGS = ("root", "index_dir", "lock_file", "cache_dir")
+# Settings that are a model id or a model's folder: a folder is taken from bekb.toml's folder
+# too, when the value reads as a path (./m, ../m, ~/m) or names a folder there; a hub id
+# (org/name) stays as it is.
+MODEL_SETTINGS = ("embed_model", "rerank_model")
 
 
 class _ConfigFileSource(TomlConfigSettingsSource):
@@ -63,9 +67,21 @@ class _ConfigFileSource(TomlConfigSettingsSource):
         values = super().__call__()
         for name in PATH_SETTINGS:
             value = values.get(name)
-            if isinstance(value, str) and not Path(value).expanduser().is_absolute():
-                values[name] = str(self._folder / value)
+            if isinstance(value, str):
+                values[name] = str(self._folder / Path(value).expanduser())
+        for name in MODEL_SETTINGS:
+            value = values.get(name)
+            if isinstance(value, str) and self._names_a_folder(value):
+                values[name] = str(self._folder / Path(value).expanduser())
         return values
+
+    def _names_a_folder(self, value: str) -> bool:
+        if value.startswith(("./", "../", "~")):
+            return True
+        try:
+            return (self._folder / value).is_dir()
+        except (OSError, ValueError):
+            return False
 
 
 class Settings(BaseSettings):
@@ -79,7 +95,9 @@ class Settings(BaseSettings):
     agent_files: Annotated[tuple[str, ...], NoDecode] = Field(
         ("specialists/backend-specialist.md",),
         description="Agent files (relative to the root) whose citations define the corpus; "
-        "the first is the default persona.",
+        "the first is the default persona. A citation is a backtick path, a Markdown link, an "
+        "`@path` mention or a bare relative path naming an existing text file, looked for "
+        "beside the agent file first, then under the root.",
     )
     scope: Literal["cited", "workspace"] = Field(
         "cited",
@@ -87,7 +105,9 @@ class Settings(BaseSettings):
         "`workspace`: every skill folder and agent file under the root.",
     )
     include: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="Extra glob patterns (relative to the root)."
+        (),
+        description="Extra glob patterns (relative to the root); a SKILL.md one matches "
+        "brings its skill folder, as a cited one does.",
     )
     exclude: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Glob patterns never indexed."
@@ -122,6 +142,13 @@ class Settings(BaseSettings):
         "model's own maximum sequence length.",
     )
     k: int = Field(8, ge=1, le=100, description="Default number of hits.")
+    mcp_max_tokens: int = Field(
+        5000,
+        ge=200,
+        le=100_000,
+        description="Most tokens one MCP tool result may take (counted with the embedding "
+        "model's tokenizer); a longer one is cut, with a note on how to get the rest.",
+    )
     chroma_url: str | None = Field(
         None, description="Chroma server URL (http://host:port); unset for the embedded store."
     )

@@ -1,272 +1,308 @@
-"""The MCP server, driven by the SDK's own clients: stdio and HTTP subprocesses, and in memory."""
+"""`bekb mcp` over stdio, driven by the SDK's client on the real cited index: every tool
+with normal, boundary and unknown arguments, resources and prompts."""
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
-from conftest import subprocess_env
-from mcp import Client, ClientSession, StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CallToolResult, TextContent, Tool
+from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
+from mcp_support import SAGA, SAGA_SKILL, bekb_args, data, env, error, run
 
 from bekb import KnowledgeBase, Settings
-from bekb.contracts import search_json
-from bekb.mcp.server import build_server
+from bekb.contracts import hit_json
+from bekb.inputs import MAX_K
 
-TOOLS = {"search", "ask", "list_sources", "get_document"}
-SAGA = "agents/plugins/backend-development/skills/saga-orchestration/"
-SAGA_SKILL = SAGA + "SKILL.md"
-SESSION_TIMEOUT = 180  # seconds; the first call loads the embedding model
+TOOLS = {"search", "ask", "list_sources", "get_document", "status", "reindex"}
+QUESTION = "How do I compensate a failed step in a saga?"
 
-# What the stdio session calls, in order: (label, tool, arguments).
+# What the session calls, in order: (label, tool, arguments).
 CALLS: list[tuple[str, str, dict[str, Any]]] = [
-    ("search", "search", {"query": "saga compensation", "k": 3}),
-    ("ask", "ask", {"question": "How do I compensate a failed step in a saga?"}),
+    ("search", "search", {"query": "saga compensation"}),
+    ("search_k1", "search", {"query": "saga compensation", "k": 1}),
+    ("search_kmax", "search", {"query": "saga compensation", "k": MAX_K}),
+    ("search_page", "search", {"query": "saga compensation", "k": 3, "offset": 2}),
+    ("search_full", "search", {"query": "saga compensation", "k": 2, "full_text": True}),
+    ("search_k0", "search", {"query": "saga", "k": 0}),
+    ("search_k_over", "search", {"query": "saga", "k": MAX_K + 1}),
+    ("search_offset_over", "search", {"query": "saga", "k": 50, "offset": 60}),
+    ("search_unknown", "search", {"query": "saga", "limit": 3}),
+    ("search_empty", "search", {"query": ""}),
+    ("search_blank", "search", {"query": "   "}),
+    ("ask", "ask", {"question": QUESTION}),
+    ("ask_k", "ask", {"question": QUESTION, "k": 2, "include_hits": True}),
+    ("ask_persona", "ask", {"question": QUESTION, "persona": "fastapi-pro"}),
+    ("ask_unknown_persona", "ask", {"question": QUESTION, "persona": "no-such-agent"}),
+    ("ask_unknown", "ask", {"question": QUESTION, "as": "fastapi-pro"}),
     ("list_sources", "list_sources", {}),
-    ("get_document", "get_document", {"path": SAGA_SKILL}),
-    ("escape", "get_document", {"path": "../../etc/passwd"}),
-    ("unindexed", "get_document", {"path": "SOURCES.json"}),
-    ("empty_query", "search", {"query": ""}),
+    ("list_sources_offset", "list_sources", {"offset": 30}),
+    ("document", "get_document", {"path": SAGA_SKILL}),
+    ("document_range", "get_document", {"path": SAGA_SKILL, "start_line": 5, "end_line": 9}),
+    ("document_location", "get_document", {"path": f"{SAGA_SKILL}:5-9"}),
+    ("document_label", "get_document", {"path": f"{SAGA_SKILL}#Saga Orchestration (lines 5-9)"}),
+    ("document_past_end", "get_document", {"path": SAGA_SKILL, "start_line": 100000}),
+    ("document_escape", "get_document", {"path": "../../etc/passwd"}),
+    ("document_unindexed", "get_document", {"path": "SOURCES.json"}),
+    ("document_unknown", "get_document", {"path": SAGA_SKILL, "lines": "1-3"}),
+    ("status", "status", {}),
+    ("status_unknown", "status", {"verbose": True}),
 ]
 
 
-def _env() -> dict[str, str]:
-    """The test process's environment without the developer's settings."""
-    return subprocess_env()
-
-
-def _bekb(settings: Settings, *extra: str) -> list[str]:
-    return [
-        "-m",
-        "bekb",
-        "--root",
-        str(settings.root),
-        "--index-dir",
-        str(settings.index_dir),
-        "mcp",
-        *extra,
-    ]
-
-
-async def _script(session: ClientSession, calls: list[tuple[str, str, dict[str, Any]]]) -> Any:
-    await session.initialize()
-    results: dict[str, Any] = {"tools": (await session.list_tools()).tools}
-    for label, tool, arguments in calls:
-        results[label] = await session.call_tool(tool, arguments)
-    return results
-
-
-def _run(main: Callable[[], Awaitable[Any]], timeout: float = SESSION_TIMEOUT) -> Any:
-    async def bounded() -> Any:
-        with anyio.fail_after(timeout):
-            return await main()
-
-    return anyio.run(bounded)
-
-
 @pytest.fixture(scope="module")
-def stdio_results(cited_index: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Every call of CALLS, made once through `bekb mcp` over stdio (no API key in its env)."""
+def session(cited_index: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every call of CALLS, plus the listings, made once through `bekb mcp` over stdio
+    (no API key in its environment)."""
     params = StdioServerParameters(
         command=sys.executable,
-        args=_bekb(cited_index),
-        env=_env(),
+        args=bekb_args(cited_index),
+        env=env(),
         cwd=tmp_path_factory.mktemp("mcp-cwd"),
     )
 
-    async def main() -> Any:
-        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-            return await _script(session, CALLS)
+    async def main() -> dict[str, Any]:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+            await client.initialize()
+            results: dict[str, Any] = {
+                "tools": (await client.list_tools()).tools,
+                "resources": (await client.list_resources()).resources,
+                "templates": (await client.list_resource_templates()).resource_templates,
+                "prompts": (await client.list_prompts()).prompts,
+                "resource": await client.read_resource(f"bekb://{SAGA_SKILL}"),
+                "prompt": await client.get_prompt("backend-specialist", {"question": QUESTION}),
+                "prompt_bare": await client.get_prompt("api-scaffolding-fastapi-pro"),
+            }
+            for label, tool, arguments in CALLS:
+                results[label] = await client.call_tool(tool, arguments)
+            for label, call in [
+                ("resource_escape", client.read_resource("bekb://../../etc/passwd")),
+                ("resource_unindexed", client.read_resource("bekb://SOURCES.json")),
+                ("prompt_unknown", client.get_prompt("no-such-agent")),
+                (
+                    "prompt_bad_argument",
+                    client.get_prompt("api-scaffolding-fastapi-pro", {"topic": "x"}),
+                ),
+            ]:
+                try:
+                    await call
+                except MCPError as exc:
+                    results[label] = exc
+            return results
 
-    return _run(main)
+    return run(main)
 
 
-def _data(result: CallToolResult) -> Any:
-    """The structured result, after checking the text block carries the same JSON."""
-    assert not result.is_error, result.content
-    [block] = result.content
-    assert isinstance(block, TextContent)
-    assert json.loads(block.text) == result.structured_content
-    return result.structured_content
-
-
-def _error(result: CallToolResult) -> str:
-    assert result.is_error
-    [block] = result.content
-    assert isinstance(block, TextContent)
-    assert "\n" not in block.text
-    assert "Traceback" not in block.text
-    return block.text
-
-
-def test_lists_exactly_the_four_read_only_tools(stdio_results: Any) -> None:
-    tools: list[Tool] = stdio_results["tools"]
-    assert {t.name for t in tools} == TOOLS
-    for tool in tools:
+def test_lists_the_six_tools_and_only_reindex_writes(session: dict[str, Any]) -> None:
+    tools = {t.name: t for t in session["tools"]}
+    assert set(tools) == TOOLS
+    for tool in tools.values():
         assert tool.description and len(tool.description) > 100
-        assert tool.annotations is not None
-        assert tool.annotations.read_only_hint is True
+        assert tool.annotations.read_only_hint is (tool.name != "reindex")
         assert tool.annotations.open_world_hint is False
 
 
-def test_tool_input_schemas_name_their_arguments(stdio_results: Any) -> None:
-    schemas = {t.name: t.input_schema for t in stdio_results["tools"]}
+def test_input_schemas_are_closed_described_and_bounded(session: dict[str, Any]) -> None:
+    schemas = {t.name: t.input_schema for t in session["tools"]}
     assert {name: sorted(s["properties"]) for name, s in schemas.items()} == {
-        "search": ["k", "query"],
-        "ask": ["question"],
-        "list_sources": [],
-        "get_document": ["path"],
+        "search": ["full_text", "k", "offset", "query"],
+        "ask": ["include_hits", "k", "persona", "question"],
+        "list_sources": ["offset"],
+        "get_document": ["end_line", "path", "start_line"],
+        "status": [],
+        "reindex": [],
     }
-    assert {name: s.get("required", []) for name, s in schemas.items()} == {
-        "search": ["query"],
-        "ask": ["question"],
-        "list_sources": [],
-        "get_document": ["path"],
-    }
+    for name, schema in schemas.items():
+        assert schema["additionalProperties"] is False, name
+        for field, spec in schema["properties"].items():
+            assert spec.get("description"), (name, field)
+    k = schemas["search"]["properties"]["k"]
+    assert (k["minimum"], k["maximum"], k["default"]) == (1, MAX_K, 8)
+    assert schemas["search"]["properties"]["query"]["minLength"] == 1
 
 
-def test_search_returns_the_cli_json_of_the_same_search(
-    stdio_results: Any, cited_kb: KnowledgeBase
+def test_output_schemas_describe_the_results(session: dict[str, Any]) -> None:
+    schemas = {t.name: t.output_schema for t in session["tools"]}
+    assert set(schemas["search"]["properties"]) >= {"query", "hits", "offset", "truncated"}
+    hit = schemas["search"]["$defs"]["SearchHit"]
+    assert set(hit["required"]) >= {"path", "location", "snippet", "start_line", "end_line"}
+    assert "text" not in hit["required"]
+    assert set(schemas["ask"]["required"]) >= {"mode", "answer", "citations", "uncovered"}
+    assert schemas["ask"]["properties"]["mode"]["enum"] == ["llm", "extractive", "abstain"]
+
+
+def test_search_is_lean_compact_passages_with_their_location(
+    session: dict[str, Any], cited_kb: KnowledgeBase
 ) -> None:
-    data = _data(stdio_results["search"])
-    assert data == search_json("saga compensation", cited_kb.search("saga compensation", k=3))
-    assert len(data["hits"]) == 3
-    assert all(hit["path"].startswith(SAGA) for hit in data["hits"])
+    result = data(session["search"])
+    hits = cited_kb.search("saga compensation", k=8)
+    assert [(h["path"], h["start_line"], h["end_line"]) for h in result["hits"]] == [
+        (h.path, h.start_line, h.end_line) for h in hits
+    ]
+    for lean, hit in zip(result["hits"], hits, strict=True):
+        assert "text" not in lean
+        assert lean["location"] == f"{hit.path}:{hit.start_line}-{hit.end_line}"
+        numbered = [line.split(": ", 1) for line in lean["snippet"].split("\n")]
+        for number, line in numbered:  # each snippet line is that line of the passage
+            assert hit.text.split("\n")[int(number) - hit.start_line].startswith(line.rstrip("…"))
+    assert result["hits"][0]["path"].startswith(SAGA)
+    assert len(session["search"].content[0].text) < 8000  # was 13.8 KB with whole texts
 
 
-def test_ask_without_a_key_answers_extractively_citing_its_hits(stdio_results: Any) -> None:
-    data = _data(stdio_results["ask"])
-    assert data["mode"] == "extractive"
-    assert data["question"] == "How do I compensate a failed step in a saga?"
-    assert data["answer"].strip()
-    assert data["citations"]
-    hit_paths = {hit["path"] for hit in data["hits"]}
-    assert {c["path"] for c in data["citations"]} <= hit_paths
-    assert [c["n"] for c in data["citations"]] == list(range(1, len(data["citations"]) + 1))
-
-
-def test_list_sources_returns_every_indexed_file_with_its_description(
-    stdio_results: Any, cited_kb: KnowledgeBase
-) -> None:
-    sources = _data(stdio_results["list_sources"])["sources"]
-    assert sources == [asdict(s) for s in cited_kb.sources()]
-    assert len(sources) == 38
-    [saga] = [s for s in sources if s["path"] == SAGA_SKILL]
-    assert saga["title"] == "saga-orchestration"
-    assert saga["description"].startswith("Implement saga patterns for distributed transactions")
-    assert saga["chunks"] > 0
-
-
-def test_get_document_returns_the_file_as_on_disk(
-    stdio_results: Any, cited_index: Settings
-) -> None:
-    text = (cited_index.root / SAGA_SKILL).read_text(encoding="utf-8")
-    assert _data(stdio_results["get_document"]) == {"path": SAGA_SKILL, "text": text}
+def test_search_k_and_offset_page_through_one_ranking(session: dict[str, Any]) -> None:
+    full = data(session["search_kmax"])["hits"]
+    assert data(session["search_k1"])["hits"] == full[:1]
+    page = data(session["search_page"])
+    assert page["offset"] == 2 and page["hits"] == full[2:5]
+    whole = data(session["search_full"])["hits"]
+    assert [h["text"] for h in whole] and all(h["text"].strip() for h in whole)
 
 
 @pytest.mark.parametrize(
     ("label", "message"),
     [
-        pytest.param("escape", "'../../etc/passwd' is not an indexed file", id="path-escape"),
-        pytest.param("unindexed", "'SOURCES.json' is not an indexed file", id="unindexed-path"),
-        pytest.param("empty_query", "the query is empty", id="empty-query"),
+        (
+            "search_k0",
+            "invalid arguments for search: k: Input should be greater than or equal to 1",
+        ),
+        ("search_k_over", f"k: Input should be less than or equal to {MAX_K}"),
+        ("search_offset_over", f"offset + k is at most {MAX_K}"),
+        ("search_unknown", "unknown argument 'limit'"),
+        ("search_empty", "query: String should have at least 1 character"),
+        ("search_blank", "the query is empty"),
+        ("ask_unknown", "invalid arguments for ask: unknown argument 'as'"),
+        ("document_unknown", "unknown argument 'lines'"),
+        ("status_unknown", "unknown argument 'verbose'"),
+        ("document_escape", "outside the workspace root"),
+        ("document_unindexed", "'SOURCES.json' is not an indexed file: pass a path or location"),
+        ("document_past_end", "are outside"),
+        ("ask_unknown_persona", "no-such-agent"),
     ],
 )
-def test_bad_input_gives_a_one_line_tool_error(
-    stdio_results: Any, label: str, message: str
+def test_bad_arguments_give_one_line_an_agent_can_act_on(
+    session: dict[str, Any], label: str, message: str
 ) -> None:
-    assert message in _error(stdio_results[label])
+    assert message in error(session[label])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def test_ask_returns_the_answer_and_quoted_citations_without_hits(
+    session: dict[str, Any],
+) -> None:
+    answer = data(session["ask"])
+    assert answer["mode"] == "extractive"
+    assert answer["notice"].startswith("extractive:")
+    assert "ANTHROPIC_API_KEY" not in answer["notice"] + answer["answer"]
+    assert "hits" not in answer
+    assert answer["citations"] and all(c["quote"].strip() for c in answer["citations"])
+    assert all(f"[{c['n']}] {c['location']}" in answer["answer"] for c in answer["citations"])
+    assert answer["citations"][0]["path"].startswith(SAGA)
+    assert answer["persona"] == "backend-specialist"
 
 
-@pytest.fixture
-def http_server(cited_index: Settings, tmp_path: Path) -> Iterator[str]:
-    """`bekb mcp --http PORT` running; yields its URL."""
-    port = _free_port()
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, *_bekb(cited_index, "--http", str(port))],
-        env=_env(),
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+def test_ask_takes_k_and_persona(session: dict[str, Any]) -> None:
+    narrow = data(session["ask_k"])
+    assert len(narrow["hits"]) == 2
+    assert {c["path"] for c in narrow["citations"]} <= {h["path"] for h in narrow["hits"]}
+    assert data(session["ask_persona"])["persona"] == "api-scaffolding-fastapi-pro"
+
+
+def test_list_sources_pages_with_a_total(session: dict[str, Any], cited_kb: KnowledgeBase) -> None:
+    first = data(session["list_sources"])
+    assert first["total"] == len(cited_kb.sources()) == 38
+    assert [s["path"] for s in first["sources"]] == [s.path for s in cited_kb.sources()]
+    rest = data(session["list_sources_offset"])
+    assert rest["sources"] == first["sources"][30:] and rest["offset"] == 30
+
+
+def test_get_document_reads_what_the_other_tools_return(
+    session: dict[str, Any], cited_index: Settings
+) -> None:
+    lines = (cited_index.root / SAGA_SKILL).read_text(encoding="utf-8").splitlines(keepends=True)
+    whole = data(session["document"])
+    assert whole["text"] == "".join(lines)
+    assert (whole["start_line"], whole["end_line"], whole["total_lines"]) == (
+        1,
+        len(lines),
+        len(lines),
     )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "server did not start listening"
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    expected = {
+        "path": SAGA_SKILL,
+        "start_line": 5,
+        "end_line": 9,
+        "total_lines": len(lines),
+        "location": f"{SAGA_SKILL}:5-9",
+        "text": "".join(lines[4:9]),
+    }
+    for label in ("document_range", "document_location", "document_label"):
+        assert data(session[label]) == expected, label
 
 
-def test_http_transport_serves_the_same_tools(http_server: str) -> None:
-    async def main() -> Any:
-        async with (
-            streamable_http_client(http_server) as (read, write),
-            ClientSession(read, write) as session,
-        ):
-            return await _script(session, [("hit", "search", {"query": "saga", "k": 1})])
-
-    results = _run(main)
-    assert {t.name for t in results["tools"]} == TOOLS
-    [hit] = _data(results["hit"])["hits"]
-    assert hit["path"].startswith(SAGA)
+def test_status_reports_the_index_and_an_idle_build(session: dict[str, Any]) -> None:
+    status = data(session["status"])
+    assert status["built"] is True and status["files"] == 38 and status["stale"] == []
+    assert status["build"]["running"] is False and status["build"]["stage"] == ""
 
 
-def test_in_memory_server_answers_from_the_library(tiny_kb: KnowledgeBase) -> None:
-    tiny_kb.index()
-
-    async def main() -> Any:
-        async with Client(build_server(tiny_kb)) as client:
-            return (
-                await client.call_tool("list_sources"),
-                await client.call_tool("search", {"query": "retry with backoff", "k": 2}),
-                await client.call_tool("get_document", {"path": "nowhere.md"}),
-            )
-
-    sources, search, missing = _run(main, timeout=60)
-    assert _data(sources) == {"sources": [asdict(s) for s in tiny_kb.sources()]}
-    assert _data(search) == search_json(
-        "retry with backoff", tiny_kb.search("retry with backoff", k=2)
-    )
-    assert _error(missing) == (
-        "Error executing tool get_document: 'nowhere.md' is not an indexed file"
-    )
+def test_each_indexed_source_is_a_readable_resource(
+    session: dict[str, Any], cited_kb: KnowledgeBase, cited_index: Settings
+) -> None:
+    resources = session["resources"]
+    assert [r.uri for r in resources] == [f"bekb://{s.path}" for s in cited_kb.sources()]
+    [saga] = [r for r in resources if r.name == SAGA_SKILL]
+    assert saga.title == "saga-orchestration" and saga.mime_type == "text/markdown"
+    assert [t.uri_template for t in session["templates"]] == ["bekb://{+path}"]
+    [content] = session["resource"].contents
+    assert content.text == (cited_index.root / SAGA_SKILL).read_text(encoding="utf-8")
 
 
-def test_importing_the_server_loads_no_heavy_dependency() -> None:
+def test_resources_outside_the_index_are_refused(session: dict[str, Any]) -> None:
+    assert "Unknown resource" in str(session["resource_escape"])
+    assert "'SOURCES.json' is not an indexed file" in str(session["resource_unindexed"])
+
+
+def test_each_persona_is_a_prompt_priming_the_host_to_use_the_tools(
+    session: dict[str, Any], cited_kb: KnowledgeBase
+) -> None:
+    prompts = {p.name: p for p in session["prompts"]}
+    assert set(prompts) == {p.name for p in cited_kb.personas()}
+    assert {"backend-specialist", "api-scaffolding-fastapi-pro"} <= set(prompts)
+    [argument] = prompts["backend-specialist"].arguments
+    assert (argument.name, argument.required) == ("question", False)
+    [message] = session["prompt"].messages
+    text = message.content.text
+    assert message.role == "user"
+    assert text.startswith("You are backend-specialist:")
+    assert cited_kb.persona("backend-specialist").body.strip()[:200] in text
+    assert 'persona="backend-specialist"' in text and "`search`" in text
+    assert text.rstrip().endswith(f"Question: {QUESTION}")
+    assert "Question:" not in session["prompt_bare"].messages[0].content.text
+
+
+def test_unknown_prompts_and_arguments_are_invalid_params(session: dict[str, Any]) -> None:
+    for label in ("prompt_unknown", "prompt_bad_argument"):
+        assert session[label].error.code == -32602, label
+    assert "no prompt 'no-such-agent'" in str(session["prompt_unknown"])
+
+
+def test_hits_carry_the_cli_places(session: dict[str, Any], cited_kb: KnowledgeBase) -> None:
+    [lean] = data(session["search_k1"])["hits"]
+    [hit] = cited_kb.search("saga compensation", k=1)
+    full = hit_json(hit)
+    for key in ("path", "heading", "start_line", "end_line", "location", "label", "kind", "stale"):
+        assert lean[key] == full[key], key
+    assert lean["copies"] == [
+        {"path": c["path"], "location": c["location"]} for c in full["copies"]
+    ]
+
+
+def test_importing_the_server_loads_no_heavy_dependency(tmp_path: Path) -> None:
+    import subprocess
+
     code = (
         "import sys, bekb.mcp.server, bekb.cli.mcp\n"
-        "heavy = ('chromadb', 'torch', 'sentence_transformers', 'anthropic', 'onnxruntime')\n"
+        "heavy = ('chromadb', 'torch', 'sentence_transformers', 'anthropic', 'onnxruntime',"
+        " 'llama_index')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run(

@@ -71,10 +71,8 @@ def test_an_unreadable_candidate_vector_falls_back_to_rank_fusion(
     by_rank = KnowledgeBase.open(tiny_settings, fusion="rrf", **plain)
     by_rank.index()
     kb = KnowledgeBase.open(tiny_settings, **plain)
-    real = kb.store.similarities
-    monkeypatch.setattr(
-        kb.store, "similarities", lambda key, vector, ids: real(key, vector, list(ids)[1:])
-    )
+    real = kb.store.readable_vectors
+    monkeypatch.setattr(kb.store, "readable_vectors", lambda key, ids: real(key, list(ids)[1:]))
 
     hits = kb.search(query, k=10)
 

@@ -1,7 +1,8 @@
 """Typer root: global options, the KnowledgeBase factory, and BekbError → exit codes.
 
 Exit codes: 0 success; 1 runtime failure (I/O, store, API); 2 usage error (bad arguments or
-input); 3 nothing found or abstained, when the caller asked for that to count as failure
+input, settings that select no file to index, `bekb init` refusing to replace a bekb.toml); 3
+nothing found or abstained, when the caller asked for that to count as failure
 (`--fail-empty`); 130 interrupted; 141 output pipe closed early (`bekb search … | head`).
 
 `build_app(factory)` makes the app around any way of opening a knowledge base (tests pass one
@@ -126,7 +127,7 @@ def _silence_stdout() -> None:
 
 def build_app(factory: KnowledgeBaseFactory | None = None) -> typer.Typer:
     """The `bekb` app, opening knowledge bases with `factory` (default: the real one)."""
-    from bekb.cli import corpus, evaluate, index, mcp, query
+    from bekb.cli import corpus, evaluate, index, init, mcp, query
 
     app = typer.Typer(
         name="bekb",
@@ -176,7 +177,7 @@ def build_app(factory: KnowledgeBaseFactory | None = None) -> typer.Typer:
             },
         )
 
-    for module in (index, query, corpus, evaluate, mcp):  # the order `--help` lists them in
+    for module in (init, index, query, corpus, evaluate, mcp):  # the order `--help` lists
         module.register(app)
     return app
 

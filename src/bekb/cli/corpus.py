@@ -11,6 +11,9 @@ from bekb import contracts
 from bekb.cli import render
 from bekb.cli.app import EXIT_FAILURE, open_kb
 
+# How `bekb corpus status` and `bekb init` say why a citation names no usable file.
+PROBLEMS = {"missing": "missing", "outside_root": "outside the root", "not_text": "not a text file"}
+
 
 def register(app: typer.Typer) -> None:
     """Add `bekb corpus status|sync` to `app`."""
@@ -28,6 +31,9 @@ def corpus_status_command(
 ) -> None:
     """Every cited path with its state: indexed, new, changed, deleted or unresolved.
 
+    An unresolved citation says why: missing, outside the root, or not a text file. The
+    last line counts them.
+
     Example: bekb corpus status --json
     """
     status = open_kb(ctx).corpus_status()
@@ -37,10 +43,24 @@ def corpus_status_command(
     render.echo(f"root {status.root}")
     for f in status.files:
         render.echo(f"  {f.state:10} {f.path}")
-    for path in status.unresolved:
-        render.echo(f"  {'unresolved':10} {path}")
+    for cited in status.unresolved_citations:
+        detail = f": {cited.detail}" if cited.detail else ""
+        why = f"{PROBLEMS[cited.problem]}{detail}"
+        render.echo(f"  {'unresolved':10} {cited.path}: {why} (cited by {cited.agent_file})")
+    citations = {c.path for c in status.unresolved_citations if c.problem != "missing"}
     for refused in status.refused:
-        render.echo(f"  {'refused':10} {refused.path}: {refused.reason}")
+        if refused.path not in citations:  # a refused citation is listed above
+            render.echo(f"  {'refused':10} {refused.path}: {refused.reason}")
+    render.echo(_counts(contracts.corpus_counts(status)))
+
+
+def _counts(counts: dict[str, int]) -> str:
+    states = ", ".join(f"{s} {counts[s]}" for s in ("indexed", "new", "changed", "deleted"))
+    problems = ", ".join(f"{text} {counts[p]}" for p, text in PROBLEMS.items())
+    return (
+        f"files {counts['files']} ({states}); unresolved citations "
+        f"{counts['unresolved_citations']} ({problems}); refused {counts['refused']}"
+    )
 
 
 def corpus_sync_command(

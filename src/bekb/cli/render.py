@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 SNIPPET_CHARS = 240
-# A snippet line longer than this is cut (a table row, a minified line).
-LINE_CHARS = 160
 # C0 controls but tab and newline, DEL and C1 controls: what makes a terminal act (move the
 # cursor, set the title, write the clipboard) instead of print. Documents are third-party
 # text; none of it may reach a terminal.
@@ -161,15 +159,12 @@ def hit_lines(
 def snippet_lines(hit: Hit) -> Iterator[Text]:
     """The lines of a hit that matched the query (else its first lines that say
     something), numbered, matched words in bold."""
-    lines = hit.text.split("\n")
-    said = [i for i, line in enumerate(lines) if line.strip() and not line.startswith("#")]
-    numbers = list(hit.matched_lines) or [hit.start_line + i for i in said[:2]]
-    width = len(str(max(numbers, default=0)))
-    for number in numbers:
-        line = plain(lines[number - hit.start_line].rstrip())
-        if len(line) > LINE_CHARS:
-            line = line[: LINE_CHARS - 1] + "…"
-        yield _numbered(number, width, highlighted(line, hit.matched_stems), indent="    ")
+    from bekb.retrieval import snippets
+
+    shown = snippets.snippet_lines(hit)
+    width = len(str(max((number for number, _ in shown), default=0)))
+    for number, line in shown:
+        yield _numbered(number, width, highlighted(plain(line), hit.matched_stems), indent="    ")
 
 
 def highlighted(line: str, stems: Sequence[str]) -> Text:

@@ -15,6 +15,8 @@ AGENTS_DIR = "agents"
 SPECIALISTS_DIR = "specialists"
 # Folders never searched for agent files (nor selected in workspace scope).
 SKIPPED_DIRS = frozenset({"node_modules"})
+# Claude Code keeps a project's agents in `.claude/agents/`: the one hidden folder searched.
+CLAUDE_DIR = ".claude"
 CLOSE_MATCHES = 5
 # An unknown persona name longer than this is cut in the error message.
 SHOWN_CHARS = 80
@@ -30,10 +32,15 @@ def is_agent_path(rel: str) -> bool:
 
     An agent file is a `.md` file inside a folder named `agents` below a repository folder
     (not the repository that happens to be called "agents"), or under the top-level
-    `specialists/`; never inside a hidden folder or node_modules.
+    `specialists/`; never inside a hidden folder (but `.claude/agents/`) or node_modules.
     """
     parts = PurePosixPath(rel).parts
-    if not rel.endswith(".md") or any(skipped_dir(p) for p in parts[:-1]):
+    folders = parts[:-1]
+    hidden = (
+        skipped_dir(p) and not (p == CLAUDE_DIR and folders[i + 1 : i + 2] == (AGENTS_DIR,))
+        for i, p in enumerate(folders)
+    )
+    if not rel.endswith(".md") or any(hidden):
         return False
     return AGENTS_DIR in parts[1:-1] or parts[0] == SPECIALISTS_DIR
 
@@ -49,14 +56,22 @@ def find_agent_files(root: Path) -> dict[str, str]:
     root = root.resolve()
     found: dict[str, str] = {}
     for rel in sorted(_agent_paths(root)):
-        text = _read_text(root, rel)
-        if text is None:
-            continue  # unreadable files are the corpus report's business, not the persona's
-        fields, _ = split_frontmatter(text)
-        if "name" not in fields:
-            continue
-        found.setdefault(field_text(fields.get("name")) or PurePosixPath(rel).stem, rel)
+        name = agent_name(root, rel)
+        if name is not None:
+            found.setdefault(name, rel)
     return found
+
+
+def agent_name(root: Path, rel: str) -> str | None:
+    """The name of the agent file `root/rel` (its frontmatter `name`, else its stem), or
+    None when it is none: no frontmatter name, or not a regular file inside `root`."""
+    text = _read_text(root, rel)
+    if text is None:
+        return None  # unreadable files are the corpus report's business, not the persona's
+    fields, _ = split_frontmatter(text)
+    if "name" not in fields:
+        return None
+    return field_text(fields.get("name")) or PurePosixPath(rel).stem
 
 
 def load_agent_file(root: Path, name_or_path: str) -> tuple[str, str]:
@@ -95,7 +110,7 @@ def load_agent_file(root: Path, name_or_path: str) -> tuple[str, str]:
 def _agent_paths(root: Path) -> list[str]:
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not skipped_dir(d)]
+        dirnames[:] = [d for d in dirnames if not skipped_dir(d) or d == CLAUDE_DIR]
         prefix = Path(dirpath).relative_to(root).as_posix()
         for name in filenames:
             rel = f"{prefix}/{name}" if prefix != "." else name

@@ -57,18 +57,29 @@ _LOCATION = re.compile(r"(?P<path>.+?):(?P<start>\d+)(?:-(?P<end>\d+))?")
 _LABEL = re.compile(r"(?P<path>.+?)(?:#.*)? \(lines (?P<start>\d+)-(?P<end>\d+)\)")
 
 
-def excerpt(root: Path, reference: str) -> Excerpt:
+def excerpt(
+    root: Path,
+    reference: str,
+    indexed: Collection[str] | None = None,
+    *,
+    start_line: int | None = None,
+    end_line: int | None = None,
+) -> Excerpt:
     """Lines of a file under `root`, named the way bekb prints a passage: `path`,
     `path:12`, `path:12-30`, a `label` (`path#Heading (lines 12-30)`), each with the path
-    relative to the root or absolute (or a `file://` URI) inside it.
+    relative to the root or absolute (or a `file://` URI) inside it. With `indexed`, only
+    those files are read. `start_line` and `end_line` replace the range the reference
+    names; given alone, the other end is the file's.
 
     Raises:
-        UsageError: no such file under the root, a path outside it, or a range outside
-            the file.
+        UsageError: no such file under the root, a path outside it (or not in `indexed`),
+            or a range outside the file.
         CorpusError: the file cannot be read as text.
     """
     path, start, end = _parse_reference(root, reference.strip())
     rel = _relative(root, path)
+    if indexed is not None and rel not in indexed:
+        raise UsageError(f"{rel!r} is not an indexed file")
     got = read_text(root, rel)
     if isinstance(got, Unreadable):
         if not (root / rel).exists():
@@ -77,6 +88,8 @@ def excerpt(root: Path, reference: str) -> Excerpt:
     lines = got.splitlines()
     total = len(lines)
     first, last = (start, end or start) if start is not None else (1, total)
+    if start_line is not None or end_line is not None:
+        first, last = start_line or 1, end_line or total
     if first < 1 or last < first or last > total:
         raise UsageError(f"lines {first}-{last} are outside {rel} ({total} lines)")
     text = "".join(line + "\n" for line in lines[first - 1 : last])

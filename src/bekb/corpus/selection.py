@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import posixpath
 import re
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
+from urllib.parse import unquote
 
 from bekb.corpus.agents import is_agent_path, skipped_dir
-from bekb.domain import SkippedFile
+from bekb.domain import CitationForm, CitationProblem, SkippedFile, UnresolvedCitation
 from bekb.errors import ConfigError, CorpusError
 from bekb.files import FileBytes, inside, is_regular_file, read_regular
 
@@ -29,6 +32,25 @@ _CITATION = re.compile(r"`([^`\s]+/[^`\s]*\.[A-Za-z0-9]+)`")
 # A span with spaces (`my skills/SKILL.md`) is a citation only when it names a file that
 # exists: otherwise it is prose (`git add src/app.py`), not a missing citation.
 _SPAN = re.compile(r"`([^`\n]+)`")
+# Links, mentions and bare paths are read from the prose only: a path in a code block or an
+# inline code span is an example, not a citation.
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# A Markdown link, `[text](target "title")` (an image, `![...](...)`, is no citation), and a
+# reference definition, `[id]: target`.
+_LINK = re.compile(
+    r"(?<!!)\[[^\]\n]*\]\(\s*(<[^>\n]+>|[^\s)]+)(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'))?\s*\)"
+)
+_LINK_DEFINITION = re.compile(r"^ {0,3}\[[^\]\n]+\]:\s*(<[^>\n]+>|\S+)", re.M)
+# Links and images, cut from the prose before mentions and bare paths are read from it (an
+# image's target is no citation).
+_LINK_OR_IMAGE = re.compile(r"!?\[[^\]\n]*\]\([^)\n]*\)|^ {0,3}\[[^\]\n]+\]:.*$", re.M)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")  # http:, https:, mailto:... not a file
+# `@path`, Claude Code's way to cite a file: `@` opening a word, so never an e-mail address.
+_MENTION = re.compile(r"(?<![^\s(\[])@([^\s`'\"()<>\[\]{},;]+)")
+# A bare relative path in prose: folders, then a file name (`docs/guide.md`); not a piece of a
+# URL, an absolute path or a `~` path. It counts only if it names a file that exists.
+_BARE = re.compile(r"(?<![\w@/.\\:~%$-])((?:\.\.?/)*\w[\w.+-]*(?:/[\w.+-]+)+)")
+_TRAILING = ".,:;!?"  # sentence punctuation after a path is not part of it
 
 
 @dataclass(frozen=True)
@@ -43,6 +65,9 @@ class Selection:
     # The files the agent files cite, with their skill folders: the specialist's own sources
     # (all of `files` but glob matches in the cited scope; a part of them in the workspace).
     cited: frozenset[str] = frozenset()
+    # Every citation naming no usable file, with why: the missing ones (`unresolved`) and
+    # the refused ones (also in `refused`), in the order the agent files cite them.
+    unresolved_citations: tuple[UnresolvedCitation, ...] = ()
     # mtime of each agent file and of every folder whose listing decided the file set; None
     # when the set came from include globs (too many folders to track: never reused).
     stamps: tuple[tuple[str, int], ...] | None = field(default=None, compare=False, repr=False)
@@ -68,19 +93,27 @@ class _Stamps:
         self.seen: dict[str, int] = {}
         self.racy = False
         self._started = time.time_ns()
+        self._missing: set[str] = set()  # looked up once: an agent file may cite 100,000 paths
 
-    def add(self, path: Path) -> None:
+    def add(self, path: Path | str) -> None:
         """Stamp `path`, or its nearest existing folder (where it would appear) if missing."""
-        for candidate in (path, *path.parents):
-            try:
-                mtime = os.stat(candidate).st_mtime_ns
-            except (OSError, ValueError):
-                continue
-            self.seen.setdefault(str(candidate), mtime)
-            # A change in the same clock tick as this listing would leave the mtime as it
-            # is now (filesystems with coarse mtimes): such a selection is not reused.
-            self.racy |= self._started - mtime < RACY_NS
-            return
+        candidate = os.fspath(path)
+        while candidate not in self.seen:
+            if candidate not in self._missing:
+                try:
+                    mtime = os.stat(candidate).st_mtime_ns
+                except (OSError, ValueError):
+                    self._missing.add(candidate)
+                else:
+                    self.seen[candidate] = mtime
+                    # A change in the same clock tick as this listing would leave the mtime
+                    # as it is now (coarse filesystem clocks): such a selection is not reused.
+                    self.racy |= self._started - mtime < RACY_NS
+                    return
+            parent = os.path.dirname(candidate)
+            if parent == candidate:
+                return
+            candidate = parent
 
     def frozen(self) -> tuple[tuple[str, int], ...] | None:
         """The stamps, or None when the selection must not be reused."""
@@ -93,6 +126,83 @@ def cited_paths(agent_text: str) -> list[str]:
     for match in _CITATION.finditer(agent_text):
         seen.setdefault(match.group(1), None)
     return list(seen)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A path as an agent file cites it, and how it was written.
+
+    `tentative` references (a bare path in prose, a backtick span with spaces) are citations
+    only if they name a file that exists; a missing one is prose, not an unresolved citation.
+    """
+
+    path: str
+    form: CitationForm
+    tentative: bool = False
+
+
+def references(agent_text: str) -> list[Reference]:
+    """Every path an agent file cites, each once (its first form wins): backtick paths, then
+    Markdown links, `@path` mentions and bare relative paths with a text file's suffix."""
+    found: dict[str, Reference] = {}
+
+    def add(path: str, form: CitationForm, tentative: bool = False) -> None:
+        found.setdefault(path, Reference(path, form, tentative))
+
+    for path in cited_paths(agent_text):
+        add(path, "backtick")
+    for span in dict.fromkeys(_SPAN.findall(agent_text)):
+        if "/" in span and span.strip() == span and " " in span:
+            add(span, "backtick", tentative=True)
+    prose = _prose(agent_text)
+    targets = [m.group(1) for m in _LINK.finditer(prose)]
+    targets += [m.group(1) for m in _LINK_DEFINITION.finditer(prose)]
+    for target in targets:
+        linked = _link_path(target)
+        if linked is not None:
+            add(linked, "link")
+    prose = _LINK_OR_IMAGE.sub(" ", prose)
+    for match in _MENTION.finditer(prose):
+        mentioned = match.group(1).rstrip(_TRAILING)
+        if _text_suffix(mentioned):
+            add(mentioned, "mention")
+    for match in _BARE.finditer(prose):
+        bare = match.group(1).rstrip(_TRAILING)
+        if _text_suffix(bare):
+            add(bare, "bare", tentative=True)
+    return list(found.values())
+
+
+def _prose(text: str) -> str:
+    """`text` without its fenced code blocks and inline code spans."""
+    lines: list[str] = []
+    fence = ""
+    for line in text.splitlines():
+        opening = _FENCE.match(line)
+        if fence:
+            if opening and opening.group(1).startswith(fence) and not line.strip(" `~"):
+                fence = ""
+            continue
+        if opening:
+            fence = opening.group(1)
+            continue
+        lines.append(_SPAN.sub(" ", line))
+    return "\n".join(lines)
+
+
+def _link_path(target: str) -> str | None:
+    """The file a link target names (anchor and query cut, %-escapes decoded), or None for
+    a URL, a bare anchor or a file that is no text document (an image, a PDF)."""
+    if target.startswith("<") and target.endswith(">"):
+        target = target[1:-1].strip()
+    if not target or target.startswith(("#", "//")) or _SCHEME.match(target):
+        return None
+    path = unquote(target.split("#", 1)[0].split("?", 1)[0])
+    return path if _text_suffix(path) else None
+
+
+def _text_suffix(path: str) -> bool:
+    return PurePosixPath(path).suffix.lower() in INDEXABLE_SUFFIXES
 
 
 def check_root(root: Path) -> Path:
@@ -117,54 +227,49 @@ def select_files(
 ) -> Selection:
     """Resolve the corpus under `root`: cited files, their skill folders, globs, minus excludes.
 
-    The `workspace` scope adds every skill folder and agent file under the root to the cited set.
+    A citation is looked for in the agent file's own folder first, then under the root. The
+    `workspace` scope adds every skill folder and agent file under the root to the cited set;
+    a SKILL.md an include glob matches brings its skill folder, as a cited one does.
     """
     root = check_root(root)
     agents = tuple(agent_files)
     includes = tuple(include)
-    stamps = _Stamps()
-    chosen: set[str] = set()
-    unresolved: dict[str, None] = {}  # ordered, and a membership test stays cheap
-    refused: dict[str, SkippedFile] = {}
-
-    def refuse(path: str, reason: str) -> None:
-        refused.setdefault(path, SkippedFile(path, reason))
+    found = _Found(root)
 
     for agent in agents:
         agent_path = inside(root, agent)
         if agent_path is None:
-            refuse(agent, "agent file is outside the workspace root")
+            found.refuse(agent, "agent file is outside the workspace root")
             continue
-        stamps.add(agent_path)
+        found.stamps.add(agent_path)
         got = read_regular(root, agent)
         if not isinstance(got, FileBytes):
             raise CorpusError(f"cannot read agent file {agent}: {got.reason}")
-        agent_text = got.data.decode("utf-8", errors="replace")
-        for cited in cited_paths(agent_text):
-            _add_citation(root, cited, chosen, unresolved, refuse, stamps)
-        for cited in dict.fromkeys(_SPAN.findall(agent_text)):
-            spaced = "/" in cited and cited.strip() == cited and " " in cited
-            if spaced and _names_a_file(root / cited):
-                _add_citation(root, cited, chosen, unresolved, refuse, stamps)
+        folder = posixpath.dirname(PurePosixPath(agent).as_posix())
+        for reference in references(got.data.decode("utf-8", errors="replace")):
+            _add_citation(found, reference, agent, folder)
 
+    chosen = found.chosen
     from_citations = set(chosen)
     if scope == "workspace":
-        for rel in _walk(root, root, refuse, stamps):
+        for rel in _walk(root, root, found.refuse, found.stamps):
             if _is_workspace_file(rel):
                 chosen.add(rel)
-        chosen.update(_skill_folder_files(root, chosen, refuse, stamps))
+        chosen.update(_skill_folder_files(root, chosen, found.refuse, found.stamps))
 
     for pattern in includes:
         for path in sorted(root.glob(_relative_glob(pattern))):
             rel = path.relative_to(root).as_posix()
             if path.is_symlink() and not path.exists():
-                refuse(rel, "broken or looping symlink")
+                found.refuse(rel, "broken or looping symlink")
             elif inside(root, rel) is None:
-                refuse(rel, "symlink points outside the workspace root")
+                found.refuse(rel, "symlink points outside the workspace root")
             elif is_regular_file(path):
                 chosen.add(rel)
+                if path.name == SKILL_FILE and rel not in from_citations:
+                    chosen.update(_walk(root, path.parent, found.refuse, found.stamps))
             elif path.exists() and not path.is_dir():
-                refuse(rel, "not a regular file")
+                found.refuse(rel, "not a regular file")
 
     excluded = tuple(exclude)
     chosen.difference_update(PurePosixPath(agent).as_posix() for agent in agents)
@@ -172,11 +277,32 @@ def select_files(
     return Selection(
         root=root,
         files=tuple(files),
-        unresolved=tuple(unresolved),
-        refused=tuple(refused[k] for k in sorted(refused)),
+        unresolved=tuple(found.unresolved),
+        refused=tuple(found.refused[k] for k in sorted(found.refused)),
         agent_files=agents,
         cited=frozenset(from_citations.intersection(files)),
-        stamps=None if includes else stamps.frozen(),
+        stamps=None if includes else found.stamps.frozen(),
+        unresolved_citations=tuple(found.citations.values()),
+    )
+
+
+def require_files(selection: Selection) -> Selection:
+    """`selection`, or ConfigError when it holds no file: an index of nothing is a setting
+    to fix, and the message says which."""
+    if selection.files:
+        return selection
+    agents = ", ".join(selection.agent_files) or "none"
+    problems = len(selection.unresolved_citations)
+    why = (
+        f"their citations name no usable file ({problems} listed by `bekb corpus status`)"
+        if problems
+        else "they cite no file"
+    )
+    raise ConfigError(
+        f"the settings select no file to index under {selection.root} (agent files: {agents}; "
+        f"{why}): set `agent_files` to agent files that cite documents, add `include` globs "
+        '(include = ["docs/**/*.md"]) or set scope = "workspace" in bekb.toml; '
+        "`bekb init` writes one for a folder of agents and skills"
     )
 
 
@@ -190,49 +316,106 @@ def _relative_glob(pattern: str) -> str:
     return pattern
 
 
-def _add_citation(
-    root: Path,
-    cited: str,
-    chosen: set[str],
-    unresolved: dict[str, None],
-    refuse: _Refuse,
-    stamps: _Stamps,
-) -> None:
-    pure = PurePosixPath(cited)
-    if pure.is_absolute() or ".." in pure.parts:
-        refuse(cited, "cited path escapes the workspace root")
-        return
-    rel = pure.as_posix()  # `./a/b.md` and `a//b.md` are the file `a/b.md`
-    candidate = root / rel
-    stamps.add(candidate.parent)  # the file appearing or going changes its folder
+class _Found:
+    """What a selection has found so far: files, and the citations it could not use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.stamps = _Stamps()
+        self.chosen: set[str] = set()
+        self.unresolved: dict[str, None] = {}  # ordered, and a membership test stays cheap
+        self.refused: dict[str, SkippedFile] = {}
+        self.citations: dict[str, UnresolvedCitation] = {}
+
+    def refuse(self, path: str, reason: str) -> None:
+        """Record a file that cannot be used (the first reason given for it stays)."""
+        self.refused.setdefault(path, SkippedFile(path, reason))
+
+    def unusable(self, cited: UnresolvedCitation) -> None:
+        """Record a citation that names no usable file (missing ones are also `unresolved`)."""
+        if cited.problem == "missing":
+            self.unresolved.setdefault(cited.path, None)  # two agent files may cite one path
+        else:
+            self.refuse(cited.path, cited.detail)
+        self.citations.setdefault(cited.path, cited)
+
+
+# What one place a citation may name is: a file, nothing (absent or a folder), a file that is
+# refused, or a name that cannot even be looked up (too long, a NUL byte).
+_Kind = Literal["file", "none", "refused", "error"]
+
+
+def _inspect(root: Path, rel: str) -> tuple[_Kind, CitationProblem, str]:
+    candidate = os.path.join(root, rel)
     try:
-        if candidate.is_symlink() and not candidate.exists():
-            refuse(rel, "broken or looping symlink")
-            return
-        if candidate.exists() and inside(root, rel) is None:
-            refuse(rel, "cited path resolves outside the workspace root (symlink)")
-            return
-        is_file = candidate.is_file()
-        if not is_file and candidate.exists() and not candidate.is_dir():
-            refuse(rel, "not a regular file")
-            return
+        mode = os.lstat(candidate).st_mode
+        if stat.S_ISLNK(mode):
+            try:
+                mode = os.stat(candidate).st_mode
+            except OSError:
+                return "refused", "not_text", "broken or looping symlink"
+    except (FileNotFoundError, NotADirectoryError):
+        return "none", "missing", ""
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte: not a usable path
-        refuse(rel, f"cited path cannot be opened ({getattr(exc, 'strerror', None) or exc})")
-        return
-    if not is_file:
-        unresolved.setdefault(rel, None)  # two agent files may cite the same missing path
-        return
-    chosen.add(rel)
-    if candidate.name == SKILL_FILE:
-        folder = candidate.parent
-        chosen.update(_walk(root, folder, refuse, stamps))
+        reason = getattr(exc, "strerror", None) or exc
+        return "error", "not_text", f"cited path cannot be opened ({reason})"
+    if inside(root, rel) is None:
+        return "refused", "outside_root", "cited path resolves outside the workspace root (symlink)"
+    if stat.S_ISREG(mode):
+        return "file", "missing", ""
+    if stat.S_ISDIR(mode):
+        return "none", "missing", ""
+    return "refused", "not_text", "not a regular file"
 
 
-def _names_a_file(candidate: Path) -> bool:
-    try:
-        return candidate.is_file() or candidate.is_symlink()
-    except (OSError, ValueError):
-        return False
+def _add_citation(found: _Found, reference: Reference, agent: str, folder: str) -> None:
+    """Select the file `reference` names, looked for beside the agent file, then under the
+    root, or record why there is none."""
+    written = reference.path
+
+    def unusable(path: str, problem: CitationProblem, detail: str = "") -> None:
+        found.unusable(UnresolvedCitation(path, problem, agent, reference.form, detail))
+
+    if reference.tentative and PurePosixPath(written).is_absolute():
+        return
+    if PurePosixPath(written).is_absolute() or written.startswith("~"):
+        unusable(written, "outside_root", "cited path escapes the workspace root")
+        return
+    # Where a missing file is reported: beside the agent file for a Markdown link (links are
+    # relative to their file), under the root for the other forms (as the corpus writes them).
+    bases = (folder, "") if folder else ("",)
+    primary = 0 if reference.form == "link" else len(bases) - 1
+    places: list[str | None] = []  # None: that reading leaves the root
+    for base in bases:
+        joined = posixpath.normpath(posixpath.join(base, written))
+        places.append(None if joined == ".." or joined.startswith("../") else joined)
+    verdicts: list[tuple[_Kind, CitationProblem, str] | None] = []
+    for place in places:
+        if place is None:
+            verdicts.append(None)
+            continue
+        # A file appearing or going changes its folder's mtime.
+        found.stamps.add(os.path.dirname(os.path.join(found.root, place)))
+        kind, problem, detail = verdict = _inspect(found.root, place)
+        verdicts.append(verdict)
+        if kind == "file":
+            found.chosen.add(place)
+            if PurePosixPath(place).name == SKILL_FILE:
+                skill = (found.root / place).parent
+                found.chosen.update(_walk(found.root, skill, found.refuse, found.stamps))
+            return
+        if kind == "refused":
+            unusable(place, problem, detail)
+            return
+    if reference.tentative:
+        return  # names no file: prose, not a citation
+    rel, last = places[primary], verdicts[primary]
+    if rel is None or last is None:
+        unusable(written, "outside_root", "cited path escapes the workspace root")
+    elif last[0] == "error":
+        unusable(rel, last[1], last[2])
+    else:
+        unusable(rel, "missing")
 
 
 class _Refuse(Protocol):  # the shape of the `refuse` callback

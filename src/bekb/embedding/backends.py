@@ -222,7 +222,10 @@ class EmbeddingModels:
             return self.injected
         folder = self.export_folder(meta.model_fingerprint)
         if self.query_backend != "torch" and (folder / "meta.json").exists():
-            model = load_export(folder)
+            # One thread per query: a question is a few dozen tokens, which one core embeds
+            # as fast as two (measured), and parallel searches (the MCP server's) then
+            # each get a core instead of fighting over both.
+            model = load_export(folder, threads=1)
             if model is not None:
                 return model
             if self.query_backend == "onnx":

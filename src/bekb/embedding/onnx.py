@@ -52,7 +52,9 @@ class OnnxEmbedder:
     Texts are run in batches of `batch_size`, grouped by length so that batches pad little.
     """
 
-    def __init__(self, folder: Path, *, batch_size: int = DEFAULT_EMBED_BATCH_SIZE) -> None:
+    def __init__(
+        self, folder: Path, *, batch_size: int = DEFAULT_EMBED_BATCH_SIZE, threads: int = 0
+    ) -> None:
         try:
             import onnxruntime
             from tokenizers import Tokenizer
@@ -60,6 +62,7 @@ class OnnxEmbedder:
             meta = json.loads((folder / "meta.json").read_text())
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3
+            options.intra_op_num_threads = threads  # 0: onnxruntime's choice (every core)
             self._session = onnxruntime.InferenceSession(
                 str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
             )
@@ -128,7 +131,9 @@ def _pool(hidden: Any, mask: Any, pooling: str) -> Vectors:
     return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
 
 
-def load_export(folder: Path, *, batch_size: int = DEFAULT_EMBED_BATCH_SIZE) -> OnnxEmbedder | None:
+def load_export(
+    folder: Path, *, batch_size: int = DEFAULT_EMBED_BATCH_SIZE, threads: int = 0
+) -> OnnxEmbedder | None:
     """The export in `folder`, loaded and checked, or None when it is missing or damaged.
 
     Checked: its files are whole (sizes); a model file written since the export (its mtime
@@ -138,7 +143,7 @@ def load_export(folder: Path, *, batch_size: int = DEFAULT_EMBED_BATCH_SIZE) -> 
     if not export_intact(folder):
         return None
     try:
-        model = OnnxEmbedder(folder, batch_size=batch_size)
+        model = OnnxEmbedder(folder, batch_size=batch_size, threads=threads)
         probe = model.embed([PROBE_TEXT])[0]
     except EmbeddingError:
         return None

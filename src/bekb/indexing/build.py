@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from bekb.corpus.selection import Selection
+from bekb.corpus.selection import Selection, require_files
 from bekb.domain import IndexReport, Progress
 from bekb.embedding.backends import EmbeddingModels
 from bekb.embedding.cache import EmbeddingCache
@@ -36,11 +36,14 @@ def build_index(
     the damaged store is set aside first. An embedded store found damaged during the run
     (its SQLite file checked when a Chroma call fails) is replaced and rebuilt from scratch:
     the embedding cache makes that cheap.
+
+    Raises:
+        ConfigError: the settings select no file (nothing would be indexed).
     """
     clock = Stopwatch()
     started = time.perf_counter()
     with clock.stage("select"):
-        chosen = selection()
+        chosen = require_files(selection())  # an index of nothing is a setting to fix
         counter = ModelTokenizer.for_model(models.tokenizer_model())  # an unknown model: now
     spec = models.index_identity()
     timeout = settings.lock_timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -20,16 +21,20 @@ class Freshness:
 
     def __init__(self) -> None:
         self._restat: dict[str, SourceFile] = {}
+        self._restat_lock = threading.Lock()  # searches in several threads share one
 
     def plan(self, records: Mapping[str, FileRecord], selection: Selection) -> Plan:
         """The selected files compared with `records` (what an index run would do)."""
+        with self._restat_lock:
+            known = list(self._restat.items())
         seen = {
             path: replace(records[path], size=source.size, mtime_ns=source.mtime_ns)
-            for path, source in self._restat.items()
+            for path, source in known
             if path in records and records[path].sha256 == source.sha256
         }
         todo = plan(selection.root, selection.files, {**records, **seen}, trust_stat=True)
-        self._restat.update((source.path, source) for source in todo.restat)
+        with self._restat_lock:
+            self._restat.update((source.path, source) for source in todo.restat)
         return todo
 
     def stale_paths(self, records: Mapping[str, FileRecord], selection: Selection) -> set[str]:
@@ -51,4 +56,5 @@ class Freshness:
             files=tuple(sorted(files, key=lambda f: f.path)),
             unresolved=selection.unresolved,
             refused=selection.refused,
+            unresolved_citations=selection.unresolved_citations,
         )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from bekb.domain import Chunk, Copy, FileRecord, Hit, HitExplain, IndexMeta
 from bekb.embedding.model import Embedder, Vectors
@@ -23,7 +24,7 @@ from bekb.retrieval.passages import assemble
 from bekb.retrieval.rerank import RERANK_CANDIDATES, Reranker
 from bekb.retrieval.snippets import matched_lines
 from bekb.retrieval.terms import Term, decides_off_topic, specific_terms
-from bekb.store import ChromaStore
+from bekb.store import ChromaStore, cosine_similarities
 
 # Candidates each retriever contributes before fusion. Every one is scored by both, so a
 # wider pool lets a chunk that one retriever ranks far down still win on the other's score:
@@ -94,6 +95,7 @@ class Snapshot:
     # Chunks read so far, by id: a generation's chunks never change, and a long-lived
     # process (an MCP server, watch mode) reads the same ones again and again.
     chunks: dict[str, Chunk] = field(default_factory=dict)
+    vectors: dict[str, Any] = field(default_factory=dict)  # the same, for stored vectors
 
     def read(self, store: ChromaStore, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
         """The chunks of `chunk_ids` this generation has, from memory where it can."""
@@ -106,6 +108,20 @@ class Snapshot:
             self.chunks.update(read)  # one dict update: safe beside readers in other threads
             found.update(read)
         return found
+
+    def similarities(
+        self, store: ChromaStore, vector: Vectors, chunk_ids: Sequence[str]
+    ) -> dict[str, float]:
+        """Cosine similarity of `vector` to the stored vector of each chunk in `chunk_ids`
+        that has one, the vectors read from memory where they can be."""
+        missing = [cid for cid in chunk_ids if cid not in self.vectors]
+        if missing:
+            read = store.readable_vectors(self.meta.collection, missing)
+            if len(self.vectors) + len(read) > CHUNK_MEMORY:
+                self.vectors.clear()
+            self.vectors.update(read)
+        known = {cid: v for cid in chunk_ids if (v := self.vectors.get(cid)) is not None}
+        return cosine_similarities(vector, known)
 
 
 class Retriever:
@@ -131,14 +147,24 @@ class Retriever:
         self._embedder: Embedder | None = None
         self._embedder_for = ""  # the model fingerprint the embedder was made for
         self._snapshot: Snapshot | None = None
+        # Searches in several threads share one retriever: a new generation is loaded, and
+        # the query model made, once.
+        self._loading = threading.Lock()
 
     def snapshot(self) -> Snapshot:
         """The committed index as of now (cached until its generation changes)."""
         meta = self.store.active()
         if meta is None:
             raise IndexNotBuiltError("no index yet: run `bekb index` first")
-        if self._snapshot is not None and self._snapshot.meta == meta:
-            return self._snapshot
+        current = self._snapshot
+        if current is not None and current.meta == meta:
+            return current
+        with self._loading:
+            if self._snapshot is not None and self._snapshot.meta == meta:
+                return self._snapshot
+            return self._load(meta)
+
+    def _load(self, meta: IndexMeta) -> Snapshot:
         records = self.store.files(meta.collection)
         owner = {cid: path for path, record in records.items() for cid in record.chunk_ids}
         position = {
@@ -156,10 +182,14 @@ class Retriever:
 
     def embed_query(self, query: str, meta: IndexMeta) -> Vectors:
         """The query's vector (a 1-row matrix) under the model that built the index."""
-        if self._embedder is None:
-            self._embedder = self._embedder_factory(meta)
-            self._embedder_for = meta.model_fingerprint
-        vectors: Vectors = self._embedder.embed([query])
+        embedder = self._embedder
+        if embedder is None:
+            with self._loading:
+                if self._embedder is None:
+                    self._embedder = self._embedder_factory(meta)
+                    self._embedder_for = meta.model_fingerprint
+                embedder = self._embedder
+        vectors: Vectors = embedder.embed([query])
         return vectors[:1]
 
     def search(
@@ -216,15 +246,15 @@ class Retriever:
             ranked.append((chunk, explain))
         merged = fold_copies(assemble(ranked, neighbour), preferred)
         if self._reranker_factory is not None:
-            if self._reranker is None:
-                self._reranker = self._reranker_factory()
+            with self._loading:
+                self._reranker = self._reranker or self._reranker_factory()
             head = self._reranker.rerank(query, merged[:RERANK_CANDIDATES])
             merged = [*head, *merged[RERANK_CANDIDATES:]]
         if snap.adapter is None:
             best = max((sim for _, sim in dense), default=0.0)
         else:
             nearest = [cid for cid, _ in dense[:NEAREST]]
-            best = max(self.store.similarities(key, own, nearest).values(), default=0.0)
+            best = max(snap.similarities(self.store, own, nearest).values(), default=0.0)
         missing = tuple(t for t in specific_terms(query) if snap.keywords.lacks(t))
         weights = snap.keywords.weights(query)
         shown = tuple(_with_snippet(hit, weights) for hit in merged[:k])
@@ -267,9 +297,8 @@ class Retriever:
         loaded Chroma's vector index, or a killed build's): its similarity is unknown, and
         rank fusion, which needs no scores, ranks this query instead.
         """
-        key = snap.meta.collection
         wanted = [c for c in lexical if c not in similarity]
-        similarity.update(self.store.similarities(key, vector, wanted))
+        similarity.update(snap.similarities(self.store, vector, wanted))
         if any(c not in similarity for c in wanted):
             return None
         lexical.update(snap.keywords.scores(query, [c for c in similarity if c not in lexical]))

@@ -5,7 +5,20 @@
 - `health`: telling a damaged embedded store from an unreadable one.
 """
 
-from bekb.store.chroma import HNSW_EF_SEARCH, ChromaStore, chroma_errors, open_store
+from bekb.store.chroma import (
+    HNSW_EF_SEARCH,
+    ChromaStore,
+    chroma_errors,
+    cosine_similarities,
+    open_store,
+)
 from bekb.store.health import set_aside
 
-__all__ = ["HNSW_EF_SEARCH", "ChromaStore", "chroma_errors", "open_store", "set_aside"]
+__all__ = [
+    "HNSW_EF_SEARCH",
+    "ChromaStore",
+    "chroma_errors",
+    "cosine_similarities",
+    "open_store",
+    "set_aside",
+]

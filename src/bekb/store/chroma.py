@@ -18,7 +18,7 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -527,34 +527,31 @@ class ChromaStore:
         ]
 
     def similarities(self, key: str, vector: Vectors, ids: Sequence[str]) -> dict[str, float]:
-        """Cosine similarity of `vector` (a 1-row matrix) to each stored chunk in `ids`.
+        """Cosine similarity of `vector` (a 1-row matrix) to each stored chunk in `ids`
+        whose vector can be read (see `readable_vectors`)."""
+        return cosine_similarities(vector, self.readable_vectors(key, ids))
+
+    def readable_vectors(self, key: str, ids: Sequence[str]) -> dict[str, Any]:
+        """The stored vector of each chunk in `ids` that has one.
 
         Chunks whose vector cannot be read are left out: deleted by a writer since the
         caller listed them, or (after a killed build) in Chroma's records but not yet in its
         vector segment.
         """
-        import numpy as np
-
         try:
-            stored = self.vectors(key, ids)
+            return self.vectors(key, ids)
         except StoreError as exc:
             if not _is_missing_record(exc.__cause__):
                 raise
-            # Chroma fails the whole read for one such id: read the ids one by one.
-            stored = {}
-            for one in ids:
-                try:
-                    stored.update(self.vectors(key, [one]))
-                except StoreError as again:
-                    if not _is_missing_record(again.__cause__):
-                        raise
-        if not stored:
-            return {}
-        matrix = np.asarray(list(stored.values()), dtype=np.float32)
-        query = np.asarray(vector, dtype=np.float32)[0]
-        norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query))
-        sims = matrix @ query / np.where(norms > 0, norms, 1.0)
-        return {i: float(sim) for i, sim in zip(stored, sims, strict=True)}
+        # Chroma fails the whole read for one such id: read the ids one by one.
+        stored: dict[str, Any] = {}
+        for one in ids:
+            try:
+                stored.update(self.vectors(key, [one]))
+            except StoreError as again:
+                if not _is_missing_record(again.__cause__):
+                    raise
+        return stored
 
     def vectors(self, key: str, ids: Sequence[str]) -> dict[str, Any]:
         """The stored vector of each chunk in `ids`, by chunk id. Chroma fails the whole read
@@ -751,3 +748,16 @@ def _delete(collection: Any, *, ids: list[str]) -> None:
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def cosine_similarities(vector: Vectors, stored: Mapping[str, Any]) -> dict[str, float]:
+    """Cosine similarity of `vector` (a 1-row matrix) to each of the `stored` vectors."""
+    import numpy as np
+
+    if not stored:
+        return {}
+    matrix = np.asarray(list(stored.values()), dtype=np.float32)
+    query = np.asarray(vector, dtype=np.float32)[0]
+    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query))
+    sims = matrix @ query / np.where(norms > 0, norms, 1.0)
+    return {i: float(sim) for i, sim in zip(stored, sims, strict=True)}
