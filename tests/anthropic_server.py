@@ -20,7 +20,7 @@ import re
 import socket
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -143,6 +143,9 @@ class FakeAnthropic:
 
     model: str = "claude-sonnet-4-5"
     requests: list[RecordedRequest] = field(default_factory=list)
+    # Answers a request from its body before the queue is looked at (None: use the queue):
+    # for replies that depend on what was asked, as in scripts/bench_expand.py.
+    responder: Callable[[dict[str, Any]], Reply | None] | None = None
     _replies: deque[Reply] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -379,7 +382,8 @@ def _handler_for(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             if self.path.split("?")[0] != "/v1/messages":
                 self._error(404, "not_found_error", f"Not found: {self.path}", ())
                 return
-            reply = server._next_reply()
+            answered = server.responder(body) if server.responder is not None else None
+            reply = answered or server._next_reply()
             if reply.delay and server._stopping.wait(reply.delay):
                 return
             if reply.status >= 400:

@@ -136,6 +136,8 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith(("BEKB_", "ANTHROPIC_")) and name != "BEKB_CACHE_DIR":
             monkeypatch.delenv(name)
+    # Query expansion is one more API call before each answer: tests that mean it turn it on.
+    monkeypatch.setenv("BEKB_EXPAND", "false")
     monkeypatch.chdir(tmp_path)
 
 

@@ -88,6 +88,7 @@ def test_answer_json():
         "answer": "Do this [1].",
         "persona": "backend-specialist",
         "notice": "",
+        "persona_notice": "",
         "uncovered": ["Kafka"],
         "citations": [
             {
@@ -102,6 +103,9 @@ def test_answer_json():
                 "stale": False,
             }
         ],
+        "rewrites": [],
+        "searches": [],
+        "usage": None,
     }
     assert data["hits"] == [contracts.hit_json(HIT)]
 

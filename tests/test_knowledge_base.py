@@ -66,7 +66,7 @@ def test_with_a_key_claude_answers_from_the_passages_with_citations(indexed, ant
     ]
     request = anthropic_server.requests[0].body
     persona = indexed.persona("specialists/test-specialist.md")
-    assert request["system"] == system_prompt(persona)
+    assert request["system"][0]["text"] == system_prompt(persona)
     blocks = request["messages"][0]["content"]
     assert [b["type"] for b in blocks] == ["search_result"] * len(answer.hits) + ["text"]
     assert blocks[0]["source"] == first.label

@@ -9,6 +9,8 @@ from dataclasses import asdict
 from typing import Any
 
 from bekb.domain import (
+    Agent,
+    AgentList,
     Answer,
     CorpusStatus,
     Excerpt,
@@ -53,6 +55,7 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         "answer": answer.text,
         "persona": answer.persona,
         "notice": answer.notice,
+        "persona_notice": answer.persona_notice,
         "uncovered": list(answer.uncovered),
         "citations": [
             {
@@ -69,6 +72,11 @@ def answer_json(answer: Answer) -> dict[str, Any]:
             for c in answer.citations
         ],
         "hits": [hit_json(h) for h in answer.hits],
+        "rewrites": list(answer.rewrites),
+        "searches": list(answer.searches),
+        # Tokens over every API call the answer took (expansion, each search round); null
+        # when none was made.
+        "usage": asdict(answer.usage) if answer.usage is not None else None,
     }
 
 
@@ -156,6 +164,22 @@ def sync_json(report: SyncReport) -> dict[str, Any]:
 def excerpt_json(excerpt: Excerpt) -> dict[str, Any]:
     """`bekb show --json`."""
     return {**asdict(excerpt), "location": excerpt.location}
+
+
+def personas_json(root: str, agents: AgentList) -> dict[str, Any]:
+    """`bekb personas --json`: the index's agent files (`agents`), then the others."""
+
+    def one(agent: Agent) -> dict[str, Any]:
+        return {"name": agent.name, "path": agent.path, "description": agent.description}
+
+    return {
+        "root": root,
+        "agents": [
+            {**one(a), "cited_files": a.cited_files, "own_files": a.own_files}
+            for a in agents.configured
+        ],
+        "others": [one(a) for a in agents.others],
+    }
 
 
 def sources_json(sources: list[Source]) -> dict[str, Any]:

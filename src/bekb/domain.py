@@ -159,6 +159,32 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """Tokens the Anthropic API counted for an answer, over every call it took."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
+            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An earlier exchange of a conversation: the question and the answer's text."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
 class Answer:
     """The answer to a question: its text, how it was made, and what it cites."""
 
@@ -171,6 +197,14 @@ class Answer:
     notice: str = ""
     # Names in the question (products, APIs, identifiers) the knowledge base never mentions.
     uncovered: tuple[str, ...] = ()
+    # Queries searched beside the question: Claude's rewrites of it (query expansion), and
+    # those of the follow-up searches it made while answering.
+    rewrites: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    usage: Usage | None = None  # None: no API call was made
+    # Why the answer did not come from the persona's own sources (it is no configured agent
+    # file, so the whole index was searched); "" when it did, or no persona was asked for.
+    persona_notice: str = ""
 
 
 @dataclass(frozen=True)
@@ -335,6 +369,31 @@ class Persona:
     description: str
     body: str
     path: str
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An agent file as `bekb personas` lists it.
+
+    For a configured one, `cited_files` counts the files it cites that the index holds and
+    `own_files` those it answers from with `--as` (its citations, plus the indexed files no
+    agent file cites); both are None for an agent file that is not configured.
+    """
+
+    name: str
+    path: str
+    description: str
+    cited_files: int | None = None
+    own_files: int | None = None
+
+
+@dataclass(frozen=True)
+class AgentList:
+    """The agent files of an index (configured, in settings order) and the others under
+    the root (by name)."""
+
+    configured: tuple[Agent, ...]
+    others: tuple[Agent, ...]
 
 
 @dataclass(frozen=True)

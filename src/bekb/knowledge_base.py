@@ -13,8 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bekb.corpus.selection import Selection, check_root, select_files
+from bekb.corpus.selection import Selection, agent_key, check_root, select_files
 from bekb.domain import (
+    Agent,
+    AgentList,
     Answer,
     CorpusStatus,
     Excerpt,
@@ -27,6 +29,7 @@ from bekb.domain import (
     Progress,
     Source,
     SyncReport,
+    Turn,
 )
 from bekb.errors import CorpusError, IndexNotBuiltError, StoreError, UsageError
 from bekb.indexing.freshness import Freshness
@@ -36,6 +39,8 @@ from bekb.settings import Settings
 if TYPE_CHECKING:
     from threading import Event
 
+    from bekb.answering.expansion import Expansion
+    from bekb.corpus.manifest import Lock
     from bekb.embedding.backends import EmbeddingModels
     from bekb.embedding.model import Embedder
     from bekb.embedding.tokenizer import ModelTokenizer
@@ -50,6 +55,12 @@ if TYPE_CHECKING:
     )
     from bekb.retrieval.retriever import Retriever, SearchResult, Snapshot
     from bekb.store import ChromaStore
+
+
+# Hits each search contributes when the question's and its rewrites' are fused.
+FUSION_DEPTH = 30
+# Passages a follow-up search of Claude's returns.
+FOLLOW_UP_K = 5
 
 
 class KnowledgeBase:
@@ -183,6 +194,16 @@ class KnowledgeBase:
 
         return sync_workspace(self.settings, self.selection, mirror=mirror, lock_file=lock_file)
 
+    def pin(self, *, out: Path | None = None, agent_files: Sequence[str] = ()) -> Lock:
+        """Pin what the agent files (default: the configured ones) cite under the root,
+        with the repositories' commits from its SOURCES.json, into the lock file `out`
+        (default: the `lock_file` setting); the lock written."""
+        from bekb.corpus.manifest import build_lock, save_lock
+
+        lock = build_lock(check_root(self.settings.root), agent_files or self.settings.agent_files)
+        save_lock(lock, out or self.settings.lock_file)
+        return lock
+
     # -- indexing ----------------------------------------------------------------------------
 
     def index(
@@ -236,22 +257,69 @@ class KnowledgeBase:
         return list(self._search(query, k, refresh=refresh).hits)
 
     def _search(
-        self, query: str, k: int | None, *, refresh: bool = False, check_fresh: bool = True
+        self,
+        query: str,
+        k: int | None,
+        *,
+        refresh: bool = False,
+        check_fresh: bool = True,
+        agent: str | None = None,
     ) -> SearchResult:
+        """With `agent` (a configured agent file's path), only the files it answers from
+        are searched (`Selection.own_files`)."""
         text = check_text(query, "query")
         count = check_k(k) or self.settings.k
         selection = self.selection()  # walked once: a glob-made selection is never reused
+        allowed = selection.own_files(agent) if agent else None
+        if allowed is not None and len(allowed) == len(selection.files):
+            allowed = None  # its own set is the whole index (one agent file): no filter
         stale, snapshot = self._stale_after(refresh, selection) if check_fresh else (set(), None)
         if snapshot is None and not self._has_store():
             raise IndexNotBuiltError("no index yet: run `bekb index` first")
         # A passage copied between plugins is cited from the specialist's own file.
         result = self._retrieval().search(
-            text, min(count, MAX_K), snapshot=snapshot, preferred=selection.cited
+            text, min(count, MAX_K), snapshot=snapshot, preferred=selection.cited, allowed=allowed
         )
         if not stale:
             return result
         hits = tuple(replace(h, stale=True) if h.path in stale else h for h in result.hits)
         return replace(result, hits=hits)
+
+    def _search_expanded(
+        self,
+        query: str,
+        k: int | None,
+        *,
+        expand: bool | None,
+        refresh: bool = False,
+        check_fresh: bool = True,
+        agent: str | None = None,
+    ) -> tuple[SearchResult, Expansion]:
+        """`_search`, and with query expansion (`expand`, or the setting when None; only
+        with an API key) also a search for each of Claude's rewrites of `query`, the runs
+        fused with the question's own (`fuse_runs`). Whether the corpus covers the question
+        is still judged on the question alone: a rewrite never turns an off-topic question
+        into an answer."""
+        from bekb.answering.expansion import Expansion, expand_question
+
+        count = check_k(k) or self.settings.k
+        wanted = self.settings.expand if expand is None else expand
+        rewrites = expand_question(check_text(query, "query"), self.settings) if wanted else None
+        if rewrites is None or not rewrites.queries:
+            found = self._search(
+                query, count, refresh=refresh, check_fresh=check_fresh, agent=agent
+            )
+            return found, rewrites or Expansion()
+        from bekb.retrieval.fusion import fuse_runs, run_weights
+
+        depth = max(count, FUSION_DEPTH)
+        result = self._search(query, depth, refresh=refresh, check_fresh=check_fresh, agent=agent)
+        runs = [
+            self._search(q, depth, check_fresh=check_fresh, agent=agent) for q in rewrites.queries
+        ]
+        weights = run_weights(result.best_similarity, [r.best_similarity for r in runs])
+        fused = fuse_runs([result.hits, *(r.hits for r in runs)], weights)
+        return replace(result, hits=tuple(fused[:count])), rewrites
 
     def stale(self) -> tuple[FileStatus, ...]:
         """Files added, changed or deleted since the last index.
@@ -288,6 +356,9 @@ class KnowledgeBase:
         use_llm: bool | None = None,
         refresh: bool = False,
         on_text: Callable[[str], None] | None = None,
+        expand: bool | None = None,
+        on_search: Callable[[str], None] | None = None,
+        history: Sequence[Turn] = (),
     ) -> Answer:
         """Answer `question` from the corpus, in the persona's voice, with citations.
 
@@ -295,13 +366,33 @@ class KnowledgeBase:
         quoting the best passages instead when the API is briefly unavailable; True requires
         Claude (an API failure raises AnswerError); False quotes passages. Nothing relevant
         found gives `mode == "abstain"`.
+
+        With Claude, the question is also searched as Claude rewrites it (`expand`, default
+        the `expand` setting), and Claude may search again (up to `max_searches` times;
+        each query goes to `on_search`) before it answers. `history` holds the earlier turns
+        of a conversation (see `chat`).
+
+        A `persona` among the configured agent files answers from its own files (see
+        `Selection.own_files`); another answers from the whole index, and
+        `Answer.persona_notice` says so. Without one, the whole index is searched.
         """
         from bekb.answering.answer import compose
 
         question = check_text(question, "question")
         who = self.persona(persona)
-        result = self._search(question, k, refresh=refresh)
-        return compose(
+        agent, notice = self._persona_sources(persona, who)
+        result, rewrites = self._search_expanded(
+            question,
+            k,
+            refresh=refresh,
+            agent=agent,
+            expand=expand if use_llm is not False else False,
+        )
+
+        def follow_up(query: str) -> Sequence[Hit]:
+            return self._search(query, FOLLOW_UP_K, agent=agent).hits
+
+        answer = compose(
             question,
             result.hits,
             who,
@@ -310,6 +401,23 @@ class KnowledgeBase:
             use_llm=use_llm,
             settings=self.settings,
             on_text=on_text,
+            expansion=rewrites,
+            search=follow_up,
+            on_search=on_search,
+            history=history,
+        )
+        return replace(answer, persona_notice=notice) if notice else answer
+
+    def _persona_sources(self, asked: str | None, who: Persona) -> tuple[str | None, str]:
+        """The configured agent file whose own files an answer as `who` searches (None: the
+        whole index), and the notice saying why not when `asked` names another one."""
+        if asked is None:
+            return None, ""
+        if agent_key(who.path) in {agent_key(a) for a in self.settings.agent_files}:
+            return who.path, ""
+        return None, (
+            f"{who.name} ({who.path}) is not among the configured agent files "
+            "(agent_files): answered from the whole index"
         )
 
     def persona(self, name_or_path: str | None = None) -> Persona:
@@ -342,6 +450,33 @@ class KnowledgeBase:
             found.append(parse_agent_file(text, path))
         return sorted(found, key=lambda p: p.name)
 
+    def agents(self) -> AgentList:
+        """The configured agent files, each with the number of files it cites and answers
+        from that the index holds (0 before the first build), then the other agent files
+        under the root (`bekb personas`)."""
+        from bekb.answering.persona import parse_agent_file
+        from bekb.corpus.agents import load_agent_file
+
+        root = check_root(self.settings.root)
+        selection = self.selection()
+        meta = self._active_or_none()
+        indexed = set(self.store.files(meta.collection)) if meta else set()
+        configured = []
+        for rel in dict.fromkeys(agent_key(a) for a in self.settings.agent_files):
+            try:
+                path, text = load_agent_file(root, rel)
+            except CorpusError:
+                continue  # outside the root: `bekb corpus status` reports it
+            who = parse_agent_file(text, path)
+            cited = selection.agent_sources.get(rel, frozenset())
+            own = selection.own_files(rel) or frozenset()
+            configured.append(
+                Agent(who.name, who.path, who.description, len(cited & indexed), len(own & indexed))
+            )
+        mine = {a.path for a in configured}
+        others = (Agent(p.name, p.path, p.description) for p in self.personas())
+        return AgentList(tuple(configured), tuple(a for a in others if a.path not in mine))
+
     def _off_topic(self, result: SearchResult) -> bool:
         s = self.settings
         return result.off_topic(min_similarity=s.abstain_threshold, min_coverage=s.abstain_coverage)
@@ -354,7 +489,7 @@ class KnowledgeBase:
         from bekb.evaluation import Outcome, Question, evaluate, read_questions
 
         def retrieve(question: Question) -> Outcome:
-            result = self._search(question.question, 10, check_fresh=False)
+            result, _ = self._search_expanded(question.question, 10, check_fresh=False, expand=None)
             return Outcome.of(result.hits, abstained=self._off_topic(result))
 
         whole = self.settings.scope == "workspace"

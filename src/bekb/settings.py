@@ -158,7 +158,30 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds a request to the Chroma server may take before it fails.",
     )
-    llm_model: str = Field("claude-sonnet-4-6", description="Claude model used by `ask`.")
+    llm_model: str = Field(
+        "claude-sonnet-5-5",
+        description="Claude model used by `ask` and `chat` (a current Sonnet from the anthropic "
+        "SDK's model list; any model id the API accepts).",
+    )
+    expand_model: str = Field(
+        "claude-haiku-5-5",
+        description="Fast Claude model that rewrites a question into search queries (query "
+        "expansion, with an API key; a current Haiku from the anthropic SDK's model list).",
+    )
+    expand: bool = Field(
+        True,
+        description="With an API key, `ask` and `eval` also search for Claude's rewrites of "
+        "the question (keywords, a rephrasing, a hypothetical passage) and fuse the results "
+        "with the question's own; rewrites are cached under `cache_dir`. `--no-expand` "
+        "turns it off for one command.",
+    )
+    max_searches: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Follow-up searches Claude may make (its `search` tool) before it "
+        "answers; 0 gives it only the passages retrieved for the question.",
+    )
     llm_max_tokens: int = Field(1500, ge=1, le=64000, description="Answer length cap.")
     llm_timeout: float = Field(
         60.0, gt=0, le=3600, description="Seconds before an API call gives up."

@@ -8,7 +8,7 @@ import anthropic
 import pytest
 from anthropic_server import BROKEN_STREAMS, Cite, FakeAnthropic, free_port, text_block
 
-from bekb.answering.llm import answer_with_claude, make_client
+from bekb.answering.llm import converse, make_client
 from bekb.answering.persona import parse_agent_file, system_prompt
 from bekb.domain import Citation, Hit
 from bekb.errors import AnswerError
@@ -65,7 +65,7 @@ def ask(
         timeout=timeout,
         max_retries=max_retries,
     )
-    return answer_with_claude(
+    answer = converse(
         client,
         model=MODEL,
         max_tokens=500,
@@ -74,6 +74,7 @@ def ask(
         hits=hits,
         on_text=on_text,
     )
+    return answer.text, answer.citations
 
 
 def test_request_carries_hits_as_citable_search_results_then_the_question(anthropic_server):
@@ -88,7 +89,10 @@ def test_request_carries_hits_as_citable_search_results_then_the_question(anthro
         "model": MODEL,
         "max_tokens": 500,
         "stream": True,
-        "system": system_prompt(PERSONA),
+        # The persona is the cacheable prefix of every request.
+        "system": [
+            {"type": "text", "text": system_prompt(PERSONA), "cache_control": {"type": "ephemeral"}}
+        ],
         "messages": [
             {
                 "role": "user",
@@ -116,9 +120,10 @@ def test_document_text_reaches_the_model_only_inside_search_results(anthropic_se
     ask(anthropic_server)
 
     body = anthropic_server.requests[0].body
-    assert body["system"] == system_prompt(PERSONA)
-    assert "You are a senior backend engineer." in body["system"]
-    assert all(hit.text not in body["system"] for hit in HITS)
+    [system] = body["system"]
+    assert system["text"] == system_prompt(PERSONA)
+    assert "You are a senior backend engineer." in system["text"]
+    assert all(hit.text not in system["text"] for hit in HITS)
     assert json.dumps(body).count(INJECTION) == 1
     injected = body["messages"][0]["content"][1]
     assert (injected["type"], injected["content"]) == (

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import hashing_app, invoke
 
+from bekb import KnowledgeBase, Settings
 from bekb.corpus.manifest import (
     Lock,
     LockedFile,
     LockedRepo,
     build_lock,
     missing_from_lock,
+    packaged_lock,
     read_lock,
     repin_command,
     save_lock,
@@ -145,7 +146,7 @@ def lock_text(**changes: object) -> str:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param(None, "not found: create it with `scripts/pin_corpus.py`", id="missing"),
+        pytest.param(None, "not found: create it with `bekb corpus pin`", id="missing"),
         pytest.param("{not json", "is malformed (Invalid JSON", id="not-json"),
         pytest.param(lock_text(version=2), "unsupported lock version 2", id="version"),
         pytest.param(
@@ -203,23 +204,36 @@ def test_missing_from_lock_is_empty_for_a_current_lock(workspace):
     assert missing_from_lock(lock, select_files(workspace, agent_files=[AGENT])) == []
 
 
-def test_repin_command_names_the_script_root_and_agents():
+def test_repin_command_names_the_command_root_and_agents():
     assert repin_command("../shared/corpus", ["specialists/a.md"]) == (
-        "python scripts/pin_corpus.py --root ../shared/corpus --agent specialists/a.md"
+        "bekb --root ../shared/corpus corpus pin --agent specialists/a.md"
     )
 
 
-def test_pin_script_writes_the_lock_and_prints_a_summary(workspace, tmp_path):
+def test_corpus_pin_writes_the_lock_and_prints_a_summary(workspace, tmp_path):
     out = tmp_path / "corpus" / "sources.lock.json"
-    script = REPO_ROOT / "scripts" / "pin_corpus.py"
-    cmd = [sys.executable, str(script), "--root", str(workspace), "--agent", AGENT]
 
-    done = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, check=False)
+    result = invoke(
+        hashing_app(),
+        ["--root", str(workspace), "corpus", "pin", "--agent", AGENT, "--out", str(out)],
+    )
 
-    assert (done.returncode, done.stderr) == (0, "")
+    assert (result.code, result.err) == (0, "")
     size = sum(len(FILES[p.path].encode()) for p in build_lock(workspace, [AGENT]).files)
-    assert done.stdout == f"pinned 4 files ({size} bytes) from 2 repositories to {out}\n"
+    assert result.out == f"pinned 4 files ({size} bytes) from 2 repositories to {out}\n"
     assert read_lock(out) == build_lock(workspace, [AGENT])
+
+
+@pytest.mark.skipif(not SHARED_CORPUS.is_dir(), reason="the shared corpus is not on this machine")
+def test_sync_outside_a_checkout_uses_the_lock_bekb_ships(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no corpus/sources.lock.json here: as after `pip install bekb`
+    kb = KnowledgeBase.open(Settings.load(root=tmp_path / "root"))
+
+    report = kb.sync(mirror=SHARED_CORPUS)
+
+    pinned = read_lock(packaged_lock())
+    assert report.ok and sum(r.copied for r in report.repos) == len(pinned.files)
+    assert pinned == read_lock(COMMITTED_LOCK)  # the packaged lock is the checkout's
 
 
 @pytest.mark.skipif(not SHARED_CORPUS.is_dir(), reason="the shared corpus is not on this machine")

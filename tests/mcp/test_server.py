@@ -36,6 +36,12 @@ CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("ask_persona", "ask", {"question": QUESTION, "persona": "fastapi-pro"}),
     ("ask_unknown_persona", "ask", {"question": QUESTION, "persona": "no-such-agent"}),
     ("ask_unknown", "ask", {"question": QUESTION, "as": "fastapi-pro"}),
+    (
+        "ask_history",
+        "ask",
+        {"question": "and how do I test it?", "history": [{"question": QUESTION, "answer": "x"}]},
+    ),
+    ("ask_bad_history", "ask", {"question": QUESTION, "history": [{"question": QUESTION}]}),
     ("list_sources", "list_sources", {}),
     ("list_sources_offset", "list_sources", {"offset": 30}),
     ("document", "get_document", {"path": SAGA_SKILL}),
@@ -107,7 +113,7 @@ def test_input_schemas_are_closed_described_and_bounded(session: dict[str, Any])
     schemas = {t.name: t.input_schema for t in session["tools"]}
     assert {name: sorted(s["properties"]) for name, s in schemas.items()} == {
         "search": ["full_text", "k", "offset", "query"],
-        "ask": ["include_hits", "k", "persona", "question"],
+        "ask": ["history", "include_hits", "k", "persona", "question"],
         "list_sources": ["offset"],
         "get_document": ["end_line", "path", "start_line"],
         "status": [],
@@ -174,6 +180,7 @@ def test_search_k_and_offset_page_through_one_ranking(session: dict[str, Any]) -
         ("ask_unknown", "invalid arguments for ask: unknown argument 'as'"),
         ("document_unknown", "unknown argument 'lines'"),
         ("status_unknown", "unknown argument 'verbose'"),
+        ("ask_bad_history", "history.0.answer: Field required"),
         ("document_escape", "outside the workspace root"),
         ("document_unindexed", "'SOURCES.json' is not an indexed file: pass a path or location"),
         ("document_past_end", "are outside"),
@@ -205,6 +212,12 @@ def test_ask_takes_k_and_persona(session: dict[str, Any]) -> None:
     assert len(narrow["hits"]) == 2
     assert {c["path"] for c in narrow["citations"]} <= {h["path"] for h in narrow["hits"]}
     assert data(session["ask_persona"])["persona"] == "api-scaffolding-fastapi-pro"
+
+
+def test_ask_takes_earlier_turns(session: dict[str, Any]) -> None:
+    answer = data(session["ask_history"])
+    assert answer["question"] == "and how do I test it?"
+    assert (answer["rewrites"], answer["searches"], answer["usage"]) == ([], [], None)  # no key
 
 
 def test_list_sources_pages_with_a_total(session: dict[str, Any], cited_kb: KnowledgeBase) -> None:

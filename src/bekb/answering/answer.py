@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
+from bekb.answering.expansion import Expansion
 from bekb.answering.extractive import PASSAGES, abstention, extractive_answer
-from bekb.domain import Answer, Citation, Hit, Persona
+from bekb.domain import Answer, Hit, Persona, Turn
 from bekb.errors import AnswerError, ConfigError
 from bekb.settings import Settings
 
+if TYPE_CHECKING:
+    from bekb.answering.llm import ClaudeAnswer
+
 TextCallback = Callable[[str], None]
+SearchCallback = Callable[[str], Sequence[Hit]]
 UNCITED = "Claude's answer cites none of the passages it was given: check it against them."
 
 
@@ -23,6 +29,10 @@ def compose(
     use_llm: bool | None,
     settings: Settings,
     on_text: TextCallback | None = None,
+    expansion: Expansion | None = None,
+    search: SearchCallback | None = None,
+    on_search: Callable[[str], None] | None = None,
+    history: Sequence[Turn] = (),
 ) -> Answer:
     """The answer to `question` from `hits`, in the voice of `persona`.
 
@@ -30,25 +40,67 @@ def compose(
     are the question's names the corpus never mentions (said, and kept in the answer).
     Claude writes the answer when `use_llm` is True (required: an API failure raises) or
     None and a key is configured (a transient API failure then falls back to quoting
-    passages); otherwise the best passages are quoted.
+    passages); otherwise the best passages are quoted. With `search`, Claude may search
+    again (`max_searches`); `expansion` (the question's rewrites) is recorded in the answer
+    with its notice and usage; `history` are a conversation's earlier turns.
     """
     hits, missing = tuple(hits), tuple(uncovered)
+    rewrites = expansion or Expansion()
+    notices = [rewrites.notice] if rewrites.notice else []
     if off_topic:
         text = abstention(question, hits, missing)
-        return Answer(question, "abstain", text, (), hits, persona.name, uncovered=missing)
-    notice = ""
+        notice = "; ".join(notices)
+        return Answer(
+            question,
+            "abstain",
+            text,
+            (),
+            hits,
+            persona.name,
+            notice,
+            missing,
+            rewrites=rewrites.queries,
+            usage=rewrites.usage,
+        )
     if use_llm or (use_llm is None and settings.llm_enabled):
         try:
-            text, citations = _claude(question, hits, persona, settings, on_text)
-            flag = "" if citations or not hits else UNCITED
-            return Answer(question, "llm", text, citations, hits, persona.name, flag, missing)
+            claude = _claude(question, hits, persona, settings, on_text, search, on_search, history)
         except AnswerError as exc:
             if use_llm or not exc.transient:
                 raise
-            notice = f"{exc} — showing the best passages instead."
+            notices.append(f"{exc} — showing the best passages instead.")
+        else:
+            if not claude.citations and hits:
+                notices.append(UNCITED)
+            usage = claude.usage if rewrites.usage is None else rewrites.usage + claude.usage
+            return Answer(
+                question,
+                "llm",
+                claude.text,
+                claude.citations,
+                hits,
+                persona.name,
+                "; ".join(notices),
+                missing,
+                rewrites=rewrites.queries,
+                searches=claude.searches,
+                usage=usage,
+            )
     quoted = quotable(hits, PASSAGES)
     text, citations = extractive_answer(quoted, persona=persona.name, uncovered=missing)
-    return Answer(question, "extractive", text, citations, hits, persona.name, notice, missing)
+    notice = "; ".join(notices)
+    return Answer(
+        question,
+        "extractive",
+        text,
+        citations,
+        hits,
+        persona.name,
+        notice,
+        missing,
+        rewrites=rewrites.queries,
+        usage=rewrites.usage,
+    )
 
 
 def quotable(hits: Sequence[Hit], count: int) -> list[Hit]:
@@ -73,8 +125,11 @@ def _claude(
     persona: Persona,
     settings: Settings,
     on_text: TextCallback | None,
-) -> tuple[str, tuple[Citation, ...]]:
-    from bekb.answering.llm import answer_with_claude, make_client
+    search: SearchCallback | None,
+    on_search: Callable[[str], None] | None,
+    history: Sequence[Turn],
+) -> ClaudeAnswer:
+    from bekb.answering.llm import converse, make_client
     from bekb.answering.persona import system_prompt
 
     key = settings.anthropic_api_key
@@ -85,7 +140,7 @@ def _claude(
         base_url=settings.anthropic_base_url,
         timeout=settings.llm_timeout,
     )
-    return answer_with_claude(
+    return converse(
         client,
         model=settings.llm_model,
         max_tokens=settings.llm_max_tokens,
@@ -93,4 +148,8 @@ def _claude(
         question=question,
         hits=hits,
         on_text=on_text,
+        search=search,
+        max_searches=settings.max_searches,
+        on_search=on_search,
+        history=history,
     )

@@ -1,21 +1,28 @@
-"""Claude answers over hits passed as citable search results, streamed; maps SDK errors."""
+"""Claude answers over hits passed as citable search results, streamed, with follow-up
+searches through a `search` tool; structured replies (query expansion); maps SDK errors."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import anthropic
+import pydantic
 from anthropic.types import (
     CitationsSearchResultLocation,
     MessageParam,
     SearchResultBlockParam,
     TextBlock,
     TextBlockParam,
+    ToolParam,
+    ToolResultBlockParam,
+    ToolUseBlock,
 )
 
-from bekb.domain import Citation, Hit
+from bekb.domain import Citation, Hit, Turn, Usage
 from bekb.errors import AnswerError, one_line
 
 MESSAGE_LIMIT = 200
@@ -24,6 +31,37 @@ _TRANSIENT_STATUSES = frozenset({408, 409, 429})
 _TRANSIENT_TYPES = frozenset({"rate_limit_error", "overloaded_error", "api_error", "timeout_error"})
 
 TextCallback = Callable[[str], None]
+SearchCallback = Callable[[str], Sequence[Hit]]
+Model = TypeVar("Model", bound=pydantic.BaseModel)
+
+# Marks the end of a prefix the API may cache (tools, then system): the persona and the
+# tool definitions are the same for every question, so later calls read them from cache.
+CACHED: Any = {"type": "ephemeral"}
+SEARCH_TOOL: ToolParam = {
+    "name": "search",
+    "description": "Search the knowledge base again when the passages you were given do not "
+    "cover the question or a part of it. Returns the best passages for the query as search "
+    "results you can cite. Use the field's standard terms in the query.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"query": {"type": "string", "description": "What to look for."}},
+        "required": ["query"],
+    },
+    "cache_control": CACHED,
+}
+SEARCH_LIMIT = "search limit reached: answer from the passages you have."
+NOTHING_FOUND = "no passages found for this query."
+
+
+@dataclass(frozen=True)
+class ClaudeAnswer:
+    """Claude's answer: text with ` [n]` markers, the citations they number, the follow-up
+    searches it made, and the tokens the calls took."""
+
+    text: str
+    citations: tuple[Citation, ...]
+    searches: tuple[str, ...] = ()
+    usage: Usage = field(default_factory=Usage)
 
 
 def make_client(
@@ -35,7 +73,7 @@ def make_client(
     )
 
 
-def answer_with_claude(
+def converse(
     client: anthropic.Anthropic,
     *,
     model: str,
@@ -44,26 +82,100 @@ def answer_with_claude(
     question: str,
     hits: Sequence[Hit],
     on_text: TextCallback | None = None,
-) -> tuple[str, tuple[Citation, ...]]:
+    search: SearchCallback | None = None,
+    max_searches: int = 0,
+    on_search: Callable[[str], None] | None = None,
+    history: Sequence[Turn] = (),
+) -> ClaudeAnswer:
     """Ask Claude `question` over `hits`, streaming the answer to `on_text`.
 
-    Each hit goes in as a `search_result` block with citations enabled. The answer is the
-    streamed text with ` [n]` markers after each cited block, sent to `on_text` as soon as
-    the block is complete; citations are numbered in order of first appearance, one per hit,
-    and span the lines of the text Claude quoted.
+    Each hit goes in as a `search_result` block with citations enabled. With `search`,
+    Claude also gets a `search` tool and may call it up to `max_searches` times before it
+    answers (each query goes to `on_search` first); the passages found come back as
+    `search_result` blocks inside the tool result. Citations count search results across
+    the whole request, so they resolve to the hits of the question and of every search.
+    The answer is the streamed text with ` [n]` markers after each cited block, sent to
+    `on_text` as soon as the block is complete; citations are numbered in order of first
+    appearance, one per passage, and span the lines of the text Claude quoted. `history`
+    are earlier turns of a conversation. The persona and the tool are marked cacheable.
 
     Raises:
         AnswerError: the API call failed after the SDK's retries, or the stream broke off
             before its end (`transient` says whether a later retry may work).
     """
-    citer = _Citer(hits, on_text)
+    shown = list(hits)  # every search result of the request, in the order the API counts
+    citer = _Citer(shown, on_text)
+    messages: list[MessageParam] = [*_history(history), _user_message(question, hits)]
+    tools = search is not None and max_searches > 0
+    searches: list[str] = []
+    usage = Usage()
+    # One round per search allowed, one to answer, one more if Claude asks past the limit.
+    for _round in range(max_searches + 2 if tools else 1):
+        final = _stream_round(
+            client,
+            citer,
+            model=model,
+            max_tokens=max_tokens,
+            system=system,
+            messages=messages,
+            tools=tools,
+            answer_now=len(searches) >= max_searches,
+        )
+        usage += _usage(final.usage)
+        calls = [b for b in final.content if isinstance(b, ToolUseBlock)]
+        if final.stop_reason != "tool_use" or not calls or search is None:
+            break
+        results: list[ToolResultBlockParam] = []
+        for call in calls:
+            query = _query(call)
+            if len(searches) >= max_searches or not query:
+                text = SEARCH_LIMIT if query else "the search needs a `query` string."
+                results.append(
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": call.id,
+                        "content": text,
+                        "is_error": True,
+                    }
+                )
+                continue
+            searches.append(query)
+            if on_search is not None:
+                on_search(query)
+            found = list(search(query))
+            shown.extend(found)
+            results.append(_tool_result(call.id, found))
+        messages.append({"role": "assistant", "content": final.content})
+        messages.append({"role": "user", "content": results})
+    citer.flush()
+    return ClaudeAnswer(citer.answer, tuple(citer.citations), tuple(searches), usage)
+
+
+def _stream_round(
+    client: anthropic.Anthropic,
+    citer: _Citer,
+    *,
+    model: str,
+    max_tokens: int,
+    system: str,
+    messages: list[MessageParam],
+    tools: bool,
+    answer_now: bool,
+) -> anthropic.types.Message:
+    """One streamed request; text goes through `citer`. The final message."""
+    extra: dict[str, Any] = {}
+    if tools:
+        # Past the limit the tool stays defined (earlier turns use it) but cannot be chosen.
+        extra["tools"] = [SEARCH_TOOL]
+        extra["tool_choice"] = {"type": "none"} if answer_now else {"type": "auto"}
     with (
         map_api_errors(),
         client.messages.stream(
             model=model,
             max_tokens=max_tokens,
-            system=system,
-            messages=[_user_message(question, hits)],
+            system=[{"type": "text", "text": system, "cache_control": CACHED}],
+            messages=messages,
+            **extra,
         ) as stream,
     ):
         for event in stream:
@@ -76,8 +188,71 @@ def answer_with_claude(
         raise AnswerError(
             "the Anthropic API stream broke off before the answer was complete", transient=True
         )
-    citer.flush()
-    return citer.answer, tuple(citer.citations)
+    return final
+
+
+def _query(call: ToolUseBlock) -> str:
+    value = call.input.get("query") if isinstance(call.input, dict) else None
+    return " ".join(value.split()) if isinstance(value, str) else ""
+
+
+def _tool_result(tool_use_id: str, hits: Sequence[Hit]) -> ToolResultBlockParam:
+    if not hits:
+        return {"type": "tool_result", "tool_use_id": tool_use_id, "content": NOTHING_FOUND}
+    return {
+        "type": "tool_result",
+        "tool_use_id": tool_use_id,
+        "content": [search_result(hit) for hit in hits],
+    }
+
+
+def _history(turns: Sequence[Turn]) -> list[MessageParam]:
+    messages: list[MessageParam] = []
+    for turn in turns:
+        messages.append({"role": "user", "content": turn.question})
+        messages.append({"role": "assistant", "content": turn.answer or "(no answer)"})
+    return messages
+
+
+def _usage(usage: anthropic.types.Usage) -> Usage:
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+    )
+
+
+def structured_reply(
+    client: anthropic.Anthropic,
+    *,
+    model: str,
+    max_tokens: int,
+    system: str,
+    prompt: str,
+    output_format: type[Model],
+) -> tuple[Model | None, Usage]:
+    """One structured-output call: Claude's reply parsed as `output_format` (None when it
+    sent nothing to parse), and the tokens it took.
+
+    Raises:
+        AnswerError: the call failed, or the reply does not fit `output_format`.
+    """
+    with map_api_errors():
+        try:
+            message = client.messages.parse(
+                model=model,
+                max_tokens=max_tokens,
+                system=system,
+                messages=[{"role": "user", "content": prompt}],
+                output_format=output_format,
+            )
+        except pydantic.ValidationError as exc:
+            raise AnswerError(
+                f"Claude's reply did not fit the expected shape ({exc.error_count()} error(s))",
+                transient=True,
+            ) from exc
+    return message.parsed_output, _usage(message.usage)
 
 
 class _Citer:

@@ -125,16 +125,24 @@ def _silence_stdout() -> None:
         pass
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        render.echo(f"bekb {version('bekb')}")
+        raise typer.Exit(EXIT_OK)
+
+
 def build_app(factory: KnowledgeBaseFactory | None = None) -> typer.Typer:
     """The `bekb` app, opening knowledge bases with `factory` (default: the real one)."""
-    from bekb.cli import corpus, evaluate, index, init, mcp, query
+    from bekb.cli import corpus, evaluate, index, init, mcp, personas, query
 
     app = typer.Typer(
         name="bekb",
         cls=_Root,
         help=HELP,
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
     )
@@ -165,6 +173,12 @@ def build_app(factory: KnowledgeBaseFactory | None = None) -> typer.Typer:
                 "--scope", help="`cited` (default) or `workspace` (every skill and agent)."
             ),
         ] = None,
+        version: Annotated[
+            bool,
+            typer.Option(
+                "--version", help="Print bekb's version and exit.", is_eager=True, callback=_version
+            ),
+        ] = False,
     ) -> None:
         ctx.obj = CliState(
             opener,
@@ -177,7 +191,7 @@ def build_app(factory: KnowledgeBaseFactory | None = None) -> typer.Typer:
             },
         )
 
-    for module in (init, index, query, corpus, evaluate, mcp):  # the order `--help` lists
+    for module in (init, index, query, personas, corpus, evaluate, mcp):  # as `--help` lists
         module.register(app)
     return app
 

@@ -1,4 +1,4 @@
-"""`bekb corpus status|sync`."""
+"""`bekb corpus status|sync|pin`."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ PROBLEMS = {"missing": "missing", "outside_root": "outside the root", "not_text"
 
 
 def register(app: typer.Typer) -> None:
-    """Add `bekb corpus status|sync` to `app`."""
+    """Add `bekb corpus status|sync|pin` to `app`."""
     group = typer.Typer(
         help="The corpus: which files are cited, and syncing them.", no_args_is_help=True
     )
     group.command("status")(corpus_status_command)
     group.command("sync")(corpus_sync_command)
+    group.command("pin")(corpus_pin_command)
     app.add_typer(group, name="corpus")
 
 
@@ -95,3 +96,29 @@ def corpus_sync_command(
             render.echo(f"not in the lock: {path} (re-pin: {report.repin})", err=True)
     if not report.ok:
         raise typer.Exit(EXIT_FAILURE)
+
+
+def corpus_pin_command(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Lock file to write (default: the lock_file setting)."),
+    ] = None,
+    agents: Annotated[
+        list[str] | None,
+        typer.Option("--agent", help="Agent file to pin for (repeatable; default: configured)."),
+    ] = None,
+) -> None:
+    """Pin what the agent files cite under the root: each file's sha256 and size, and each
+    repository's commit from the root's SOURCES.json, into the lock file `corpus sync` reads.
+
+    Example: bekb --root ../shared/corpus corpus pin --out corpus/sources.lock.json
+    """
+    kb = open_kb(ctx)
+    lock = kb.pin(out=out, agent_files=agents or ())
+    size = sum(file.size for file in lock.files)
+    repos = len({file.repo for file in lock.files})
+    written = out or kb.settings.lock_file
+    render.echo(
+        f"pinned {len(lock.files)} files ({size} bytes) from {repos} repositories to {written}"
+    )

@@ -155,7 +155,11 @@ def ask_command(
     ] = None,
     persona: Annotated[
         str | None,
-        typer.Option("--as", help="Answer as another agent file (name or path), e.g. fastapi-pro."),
+        typer.Option(
+            "--as",
+            help="Answer as another agent file (name or path), e.g. fastapi-pro; a configured "
+            "one answers from its own files (`bekb personas` lists them).",
+        ),
     ] = None,
     k: Annotated[
         int | None,
@@ -165,11 +169,19 @@ def ask_command(
     full_path: FullPath = False,
     refresh: Refresh = False,
     fail_empty: FailEmpty = False,
+    no_expand: Annotated[
+        bool,
+        typer.Option(
+            "--no-expand", help="Search the question only, not also Claude's rewrites of it."
+        ),
+    ] = False,
 ) -> None:
     """Answer a question in the specialist's voice, with numbered citations.
 
-    With ANTHROPIC_API_KEY set, Claude writes the answer from the retrieved passages;
-    without it (or with --no-llm), the best passages are quoted.
+    With ANTHROPIC_API_KEY set, Claude writes the answer from the retrieved passages (the
+    question is also searched as Claude rewrites it, and Claude may search again: each
+    search it makes is shown as one dim line); without it (or with --no-llm), the best
+    passages are quoted.
 
     Example: bekb ask "how do I do sagas"
     """
@@ -190,6 +202,11 @@ def ask_command(
         streamed.append(delta)
         render.echo(delta, nl=False)
 
+    def searched(query: str) -> None:
+        if streamed and not streamed[-1].endswith("\n"):
+            show("\n")
+        typer.secho(render.plain(f"searching: {query}"), dim=True)
+
     answer = kb.ask(
         question,
         k=k,
@@ -197,6 +214,8 @@ def ask_command(
         use_llm=use_llm,
         refresh=refresh,
         on_text=None if json_out else show,
+        expand=False if no_expand else None,
+        on_search=None if json_out else searched,
     )
     if json_out:
         render.print_json(contracts.answer_json(answer))
@@ -234,6 +253,8 @@ def show_answer(
         )
     if answer.notice:
         render.echo(f"warning: {answer.notice}", err=True)
+    if answer.persona_notice:
+        render.echo(f"note: {answer.persona_notice}", err=True)
     if answer.mode == "llm" and not answer.citations and answer.hits:
         render.echo("Passages it was given:")
         render.print_rich(

@@ -16,7 +16,7 @@ from bekb.files import atomic_write
 
 LOCK_VERSION = 1
 SOURCES_FILE = "SOURCES.json"
-PIN_SCRIPT = "scripts/pin_corpus.py"
+PIN_COMMAND = "bekb corpus pin"
 
 
 class LockedFile(BaseModel):
@@ -91,7 +91,7 @@ def read_lock(path: Path) -> Lock:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise CorpusError(f"lock file {path} not found: create it with `{PIN_SCRIPT}`") from exc
+        raise CorpusError(f"lock file {path} not found: create it with `{PIN_COMMAND}`") from exc
     except OSError as exc:
         raise CorpusError(f"cannot read lock file {path}: {exc.strerror or exc}") from exc
     try:
@@ -101,7 +101,7 @@ def read_lock(path: Path) -> Lock:
         where = ".".join(str(part) for part in error["loc"])
         detail = f"{where}: {error['msg']}" if where else error["msg"]
         raise CorpusError(
-            f"lock file {path} is malformed ({detail}): regenerate it with `{PIN_SCRIPT}`"
+            f"lock file {path} is malformed ({detail}): regenerate it with `{PIN_COMMAND}`"
         ) from exc
 
 
@@ -158,7 +158,14 @@ def missing_from_lock(lock: Lock, selection: Selection) -> list[str]:
 def repin_command(root: Path | str, agent_files: Sequence[str] = ()) -> str:
     """The command that regenerates the lock from a workspace root."""
     agents = "".join(f" --agent {agent}" for agent in agent_files)
-    return f"python {PIN_SCRIPT} --root {root}{agents}"
+    return f"bekb --root {root} corpus pin{agents}"
+
+
+def packaged_lock() -> Path:
+    """The lock this version of bekb ships with: the backend specialist's pinned corpus."""
+    from importlib.resources import files
+
+    return Path(str(files("bekb") / "data" / "sources.lock.json"))
 
 
 def _read_sources(path: Path) -> dict[str, LockedRepo]:

@@ -8,7 +8,7 @@ import posixpath
 import re
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
@@ -71,6 +71,20 @@ class Selection:
     # mtime of each agent file and of every folder whose listing decided the file set; None
     # when the set came from include globs (too many folders to track: never reused).
     stamps: tuple[tuple[str, int], ...] | None = field(default=None, compare=False, repr=False)
+    # Each configured agent file (as `agent_key` spells it) → the files of `files` it cites,
+    # with their skill folders.
+    agent_sources: Mapping[str, frozenset[str]] = field(
+        default_factory=dict, hash=False, repr=False
+    )
+
+    def own_files(self, agent: str) -> frozenset[str] | None:
+        """The files the configured agent file `agent` answers from, or None when it is not
+        one of them: the files it cites (skill folders included) and those no agent file
+        cites (scope workspace, include globs), which belong to every agent."""
+        cited = self.agent_sources.get(agent_key(agent))
+        if cited is None:
+            return None
+        return cited.union(p for p in self.files if p not in self.cited)
 
     def still_current(self) -> bool:
         """Whether selecting again would give the same files: no stamp has moved.
@@ -118,6 +132,11 @@ class _Stamps:
     def frozen(self) -> tuple[tuple[str, int], ...] | None:
         """The stamps, or None when the selection must not be reused."""
         return None if self.racy else tuple(self.seen.items())
+
+
+def agent_key(path: str) -> str:
+    """A root-relative agent file path as `Selection.agent_sources` spells it."""
+    return posixpath.normpath(PurePosixPath(path).as_posix())
 
 
 def cited_paths(agent_text: str) -> list[str]:
@@ -245,6 +264,7 @@ def select_files(
         got = read_regular(root, agent)
         if not isinstance(got, FileBytes):
             raise CorpusError(f"cannot read agent file {agent}: {got.reason}")
+        found.cited_by.setdefault(agent_key(agent), set())
         folder = posixpath.dirname(PurePosixPath(agent).as_posix())
         for reference in references(got.data.decode("utf-8", errors="replace")):
             _add_citation(found, reference, agent, folder)
@@ -274,6 +294,7 @@ def select_files(
     excluded = tuple(exclude)
     chosen.difference_update(PurePosixPath(agent).as_posix() for agent in agents)
     files = sorted(p for p in chosen if not any(fnmatch.fnmatch(p, g) for g in excluded))
+    kept = set(files)
     return Selection(
         root=root,
         files=tuple(files),
@@ -283,6 +304,7 @@ def select_files(
         cited=frozenset(from_citations.intersection(files)),
         stamps=None if includes else found.stamps.frozen(),
         unresolved_citations=tuple(found.citations.values()),
+        agent_sources={a: frozenset(kept.intersection(s)) for a, s in found.cited_by.items()},
     )
 
 
@@ -326,6 +348,14 @@ class _Found:
         self.unresolved: dict[str, None] = {}  # ordered, and a membership test stays cheap
         self.refused: dict[str, SkippedFile] = {}
         self.citations: dict[str, UnresolvedCitation] = {}
+        self.cited_by: dict[str, set[str]] = {}  # agent_key(agent file) → what it cites
+
+    def cite(self, agent: str, paths: Iterable[str]) -> None:
+        """Select `paths` as files the agent file `agent` cites."""
+        own = self.cited_by.setdefault(agent_key(agent), set())
+        for path in paths:
+            self.chosen.add(path)
+            own.add(path)
 
     def refuse(self, path: str, reason: str) -> None:
         """Record a file that cannot be used (the first reason given for it stays)."""
@@ -399,10 +429,10 @@ def _add_citation(found: _Found, reference: Reference, agent: str, folder: str) 
         kind, problem, detail = verdict = _inspect(found.root, place)
         verdicts.append(verdict)
         if kind == "file":
-            found.chosen.add(place)
+            found.cite(agent, [place])
             if PurePosixPath(place).name == SKILL_FILE:
                 skill = (found.root / place).parent
-                found.chosen.update(_walk(found.root, skill, found.refuse, found.stamps))
+                found.cite(agent, _walk(found.root, skill, found.refuse, found.stamps))
             return
         if kind == "refused":
             unusable(place, problem, detail)

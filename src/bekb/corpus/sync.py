@@ -19,6 +19,7 @@ from bekb.corpus.manifest import (
     LockedFile,
     LockedRepo,
     missing_from_lock,
+    packaged_lock,
     read_lock,
     repin_command,
 )
@@ -51,7 +52,10 @@ def sync_workspace(
 ) -> SyncReport:
     """Fill the configured root with the pinned corpus (`sync_corpus`), and name the files
     the agent files cite that the lock does not pin, with the command that pins them."""
-    lock = read_lock(lock_file or settings.lock_file)
+    path = lock_file or settings.lock_file
+    if lock_file is None and "lock_file" not in settings.model_fields_set and not path.exists():
+        path = packaged_lock()  # outside a checkout: the pins this bekb was released with
+    lock = read_lock(path)
     report = sync_corpus(lock, settings.root, mirror=mirror, raw_url=settings.corpus_raw_url)
     if not report.ok:
         return report

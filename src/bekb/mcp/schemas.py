@@ -64,6 +64,22 @@ class CitationResult(TypedDict):
     stale: bool
 
 
+class PriorTurn(TypedDict):
+    """An earlier exchange an agent passes to `ask`."""
+
+    question: str
+    answer: str
+
+
+class UsageResult(TypedDict):
+    """Tokens the Anthropic API counted for an answer."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int
+    cache_creation_input_tokens: int
+
+
 class AnswerResult(TypedDict):
     question: str
     mode: Literal["llm", "extractive", "abstain"]
@@ -72,6 +88,9 @@ class AnswerResult(TypedDict):
     notice: str
     uncovered: list[str]  # names in the question the knowledge base never mentions
     citations: list[CitationResult]
+    rewrites: list[str]  # the queries Claude wrote for the question (query expansion)
+    searches: list[str]  # the follow-up searches Claude made
+    usage: UsageResult | None  # null: no API call was made
     hits: NotRequired[list[SearchHit]]  # with include_hits
     truncated: NotRequired[Truncated]
 

@@ -27,7 +27,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from bekb import BekbError, KnowledgeBase
 from bekb.domain import Persona
-from bekb.errors import AnswerError, IndexNotBuiltError, IndexStateError, StoreError, UsageError
+from bekb.errors import AnswerError, IndexNotBuiltError, IndexStateError, UsageError
 from bekb.inputs import MAX_K
 from bekb.mcp.budget import Budget, compact
 from bekb.mcp.builds import BackgroundBuild
@@ -39,7 +39,7 @@ from bekb.mcp.schemas import (
     SourcesResult,
     StatusResult,
 )
-from bekb.mcp.tools import K, Line, Offset, PersonaName, Query, Tools
+from bekb.mcp.tools import History, K, Line, Offset, PersonaName, Query, Tools
 
 INSTRUCTIONS = """\
 bekb is a knowledge base of backend-engineering skill documents (API design, microservices,
@@ -268,8 +268,9 @@ def build_server(kb: KnowledgeBase) -> BekbServer:
         include_hits: Annotated[
             bool, Field(description="Also return the retrieved passages (as search does).")
         ] = False,
+        history: History = [],  # noqa: B006  (pydantic copies it; the schema shows [])
     ) -> Annotated[CallToolResult, AnswerResult]:
-        return _respond(lambda: tools.ask(question, k, persona, include_hits))
+        return _respond(lambda: tools.ask(question, k, persona, include_hits, history))
 
     def list_sources(offset: Offset = 0) -> Annotated[CallToolResult, SourcesResult]:
         return _respond(lambda: tools.list_sources(offset))
@@ -331,7 +332,7 @@ def agent_message(exc: BekbError) -> str:
     message = _CLI_ADVICE.sub("call `reindex`", str(exc))
     if isinstance(exc, IndexNotBuiltError):
         return f"{message}, then `status` until the build is done"
-    if isinstance(exc, StoreError | IndexStateError):
+    if isinstance(exc, IndexStateError):  # locked by a build, or damaged
         return f"{message} (`status` shows the index state)"
     if isinstance(exc, AnswerError):
         return f"{message}: call `search` for the passages instead"

@@ -7,13 +7,14 @@ them and turns a BekbError into an error result the agent can act on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import Field
 
 from bekb import KnowledgeBase
 from bekb.contracts import answer_json, sources_json, status_json
-from bekb.domain import Hit
+from bekb.domain import Hit, Turn
 from bekb.errors import UsageError
 from bekb.inputs import MAX_K
 from bekb.mcp.budget import Budget
@@ -21,6 +22,7 @@ from bekb.mcp.schemas import (
     AnswerResult,
     BuildState,
     DocumentResult,
+    PriorTurn,
     SearchHit,
     SearchResult,
     SourcesResult,
@@ -54,6 +56,16 @@ PersonaName = Annotated[
         max_length=200,
         description="Answer as this agent (a name from the server's prompts, e.g. "
         '"backend-specialist"); default: the configured one.',
+    ),
+]
+# Earlier turns an agent may pass to `ask`: enough for a follow-up to be understood.
+MAX_TURNS = 10
+History = Annotated[
+    list[PriorTurn],
+    Field(
+        max_length=MAX_TURNS,
+        description="Earlier turns of this conversation, oldest first, so that a follow-up "
+        '("and how do I test it?") is understood.',
     ),
 ]
 Line = Annotated[int | None, Field(ge=1, description="First or last line (1-based, inclusive).")]
@@ -102,18 +114,27 @@ class Tools:
         )
 
     def ask(
-        self, question: str, k: int | None, persona: str | None, include_hits: bool
+        self,
+        question: str,
+        k: int | None,
+        persona: str | None,
+        include_hits: bool,
+        history: Sequence[PriorTurn] = (),
     ) -> AnswerResult:
-        """The answer with its citations (and the hits, if asked), cut to the budget."""
-        answer = self.kb.ask(question, k=k, persona=persona, use_llm=None)
+        """The answer with its citations (and the hits, if asked), cut to the budget;
+        `history` is the conversation so far, oldest first."""
+        turns = [Turn(t["question"], t["answer"]) for t in history]
+        answer = self.kb.ask(question, k=k, persona=persona, use_llm=None, history=turns)
         full = answer_json(answer)
         mode: Literal["llm", "extractive", "abstain"] = answer.mode
         notice = EXTRACTIVE_NOTICE if mode == "extractive" and not answer.notice else answer.notice
+        notice = "; ".join(n for n in (notice, answer.persona_notice) if n)
         data: dict[str, Any] = {
             **{key: full[key] for key in ("question", "answer", "persona", "uncovered")},
             "mode": mode,
             "notice": notice,
             "citations": full["citations"],
+            **{key: full[key] for key in ("rewrites", "searches", "usage")},
         }
         how = "read the cited passages with get_document(location)"
         data = self.budget.fit_text(data, "answer", first_line=None, how=how)

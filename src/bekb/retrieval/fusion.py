@@ -1,10 +1,13 @@
 """Fusing the dense and BM25 candidates: convex combination of normalised scores, or
-reciprocal rank fusion; each source's rank is kept for the explanation."""
+reciprocal rank fusion; each source's rank is kept for the explanation. Also the fusion of
+whole searches (the question's and its rewrites', for query expansion)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from bekb.domain import Hit
 
 # The classic RRF constant (Cormack et al., 2009): damps the head of each list.
 RRF_K = 60
@@ -64,3 +67,50 @@ def convex_fusion(
             entry.score += weight * (max(score - low, 0.0) / span if span > 0 else 0.0)
             entry.ranks[source] = rank
     return sorted(fused.values(), key=lambda f: (-f.score, f.id))
+
+
+# How much the question's own ranking counts against each rewrite's (query expansion).
+QUESTION_WEIGHT = 2.0
+# A rewrite the corpus matches less closely than the question itself: half a vote.
+WEAKER_REWRITE_WEIGHT = 0.5
+
+
+def run_weights(question_similarity: float, rewrite_similarities: Sequence[float]) -> list[float]:
+    """RRF weights for the question's ranking and each rewrite's, from how closely the
+    corpus matches each (the nearest passage's cosine similarity).
+
+    The question counts double, so what it finds well is not pushed down by rewrites that
+    merely agree on something else; a rewrite earns a full vote only when the corpus answers
+    it more closely than the question (a paraphrase put in the documents' own terms).
+    """
+    return [QUESTION_WEIGHT] + [
+        1.0 if s > question_similarity else WEAKER_REWRITE_WEIGHT for s in rewrite_similarities
+    ]
+
+
+def fuse_runs(
+    runs: Sequence[Sequence[Hit]], weights: Sequence[float], *, k: int = RRF_K
+) -> list[Hit]:
+    """Hits of several searches, fused by weighted reciprocal rank, best first.
+
+    Passages of different runs that share a chunk are one passage: it takes the text and
+    lines of the first run that found it (the question's own, when it did), and each run
+    counts once for it, at its best rank. Its score becomes the fused score.
+    """
+    passages: list[tuple[Hit, set[str]]] = []
+    scores: list[float] = []
+    for hits, weight in zip(runs, weights, strict=True):
+        counted: set[int] = set()
+        for rank, hit in enumerate(hits, start=1):
+            ids = set(hit.chunk_ids) or {hit.location}
+            at = next((i for i, (_, seen) in enumerate(passages) if seen & ids), None)
+            if at is None:
+                at = len(passages)
+                passages.append((hit, set()))
+                scores.append(0.0)
+            passages[at][1].update(ids)
+            if at not in counted:
+                counted.add(at)
+                scores[at] += weight / (k + rank)
+    order = sorted(range(len(passages)), key=lambda i: -scores[i])
+    return [replace(passages[i][0], score=scores[i]) for i in order]

@@ -200,24 +200,30 @@ class Retriever:
         snapshot: Snapshot | None = None,
         retry: bool = True,
         preferred: Collection[str] = (),
+        allowed: Collection[str] | None = None,
     ) -> SearchResult:
         """The `k` best passages for `query`, from `snapshot` (by default the current one).
 
         A passage found word for word in several files is one hit, cited from a file in
-        `preferred` when one of them is (see `fold_copies`).
+        `preferred` when one of them is (see `fold_copies`). With `allowed`, only those
+        files are searched (the candidates themselves, so k hits come back when they exist);
+        the abstention signals of vocabulary still read the whole index.
         """
         snap = snapshot or self.snapshot()
         key = snap.meta.collection
         own = self.embed_query(query, snap.meta)
         vector = snap.adapter.apply(own) if snap.adapter else own
-        dense = [
-            (cid, sim) for cid, sim in self.store.query(key, vector, CANDIDATES) if cid in snap.live
-        ]
-        if not dense and snap.live and retry and self.store.active() != snap.meta:
+        live, paths, outside = _restrict(snap, allowed)
+        found = (
+            self.store.query(key, vector, CANDIDATES, paths=paths, outside=outside) if live else []
+        )
+        dense = [(cid, sim) for cid, sim in found if cid in live]
+        if not dense and live and retry and self.store.active() != snap.meta:
             # A rebuild switched the index between reading the pointer and querying it.
-            return self.search(query, k, retry=False, preferred=preferred)
+            return self.search(query, k, retry=False, preferred=preferred, allowed=allowed)
+        among = live if paths is not None else None
         lexical = [
-            (cid, s) for cid, s in snap.keywords.search(query, CANDIDATES) if cid in snap.live
+            (cid, s) for cid, s in snap.keywords.search(query, CANDIDATES, among) if cid in live
         ]
         similarity = dict(dense)
         fused = None
@@ -326,6 +332,22 @@ class Retriever:
         with contextlib.suppress(OSError):
             save_keyword_index(index, folder)
         return index
+
+
+def _restrict(
+    snap: Snapshot, allowed: Collection[str] | None
+) -> tuple[set[str], list[str] | None, bool]:
+    """For a search of the files `allowed` (None: all): the chunk ids it may return, and
+    the files Chroma filters its candidates by (None: no filter; True: the files left out)."""
+    if allowed is None:
+        return snap.live, None, False
+    inside = [p for p in snap.records if p in allowed]
+    outside = [p for p in snap.records if p not in allowed]
+    if not outside:
+        return snap.live, None, False
+    live = {cid for path in inside for cid in snap.records[path].chunk_ids}
+    # The shorter list makes the cheaper filter.
+    return (live, outside, True) if len(outside) < len(inside) else (live, inside, False)
 
 
 def _beside(snap: Snapshot, chunk_id: str, step: int) -> str | None:

@@ -507,15 +507,28 @@ class ChromaStore:
             )
         )
 
-    def query(self, key: str, vector: Vectors, n: int) -> list[tuple[str, float]]:
-        """Nearest chunk ids to `vector` (a 1-row matrix) with cosine similarity, best first."""
+    def query(
+        self,
+        key: str,
+        vector: Vectors,
+        n: int,
+        *,
+        paths: Collection[str] | None = None,
+        outside: bool = False,
+    ) -> list[tuple[str, float]]:
+        """Nearest chunk ids to `vector` (a 1-row matrix) with cosine similarity, best first;
+        with `paths`, only chunks of those files (with `outside`: of every other file)."""
+        # Chroma filters before it ranks, so n chunks of those files come back when they exist.
+        extra: dict[str, Any] = {}
+        if paths is not None:
+            extra["where"] = {"path": {"$nin" if outside else "$in": sorted(paths)}}
         # No count() first: Chroma returns fewer than n (or none) by itself, and in server
         # mode every call is a round trip.
         got = self._use(
             self._chunks_name(key),
             "search",
             lambda collection: collection.query(
-                query_embeddings=vector, n_results=n, include=["distances"]
+                query_embeddings=vector, n_results=n, include=["distances"], **extra
             ),
             create=False,
             missing=None,

@@ -1,5 +1,6 @@
-"""`bekb mcp` over raw stdio: a line that is no JSON-RPC message gets an error reply
-(the client is never left waiting), and the server keeps serving after it."""
+"""MCP misuse (second round): over raw stdio a line that is no JSON-RPC message gets an
+error reply (the client is never left waiting) and the server keeps serving after it;
+`get_document` on a file that stopped being UTF-8 is one plain error line."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-from mcp_support import bekb_args, env
+import anyio
+import pytest
+from hardening_support import tally
+from mcp import Client
+from mcp_support import bekb_args, env, error
 
-from bekb import Settings
+from bekb import KnowledgeBase, Settings
+from bekb.mcp.server import build_server
+
+pytestmark = pytest.mark.hardening
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -86,3 +94,20 @@ def test_bad_lines_get_error_replies_and_the_session_goes_on(
     assert by_id[8]["error"]["code"] == -32600  # type: ignore[index]
     assert 9 in by_id  # an escaped lone surrogate is replaced and answered, not dropped
     assert {t["name"] for t in by_id[2]["result"]["tools"]} >= {"search", "reindex"}  # type: ignore[index]
+    tally("MCP misuse", 5)
+
+
+def test_a_document_that_stopped_being_utf8_is_one_error_line(tiny_kb: KnowledgeBase) -> None:
+    tiny_kb.index()
+    (tiny_kb.settings.root / "alpha/skills/caching/SKILL.md").write_bytes(
+        b"# Caching\n\xff\xfe\x00bad"
+    )
+    server = build_server(tiny_kb)
+
+    async def main() -> object:
+        async with Client(server) as client:
+            return await client.call_tool("get_document", {"path": "alpha/skills/caching/SKILL.md"})
+
+    message = error(anyio.run(main))  # type: ignore[arg-type]
+    assert message.startswith("cannot read alpha/skills/caching/SKILL.md")
+    tally("MCP misuse", 1)
