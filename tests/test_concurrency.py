@@ -134,6 +134,7 @@ def test_eight_searchers_succeed_during_a_rebuild_on_a_server(tiny_root, tmp_pat
     searches_during_a_rebuild(tiny_root, machines, chroma_url)
 
 
+@pytest.mark.slow  # long: runs in `make test-rest`
 @pytest.mark.timeout(120)
 def test_a_second_cli_writer_gives_up_after_lock_timeout_with_one_line(tiny_root, tmp_path):
     index_dir = tmp_path / "index"
@@ -173,6 +174,7 @@ def test_a_second_cli_writer_gives_up_after_lock_timeout_with_one_line(tiny_root
     assert len(store_state(first)[0]) == 5 + 30
 
 
+@pytest.mark.slow  # long: runs in `make test-rest`
 @pytest.mark.timeout(120)
 def test_a_second_writer_waits_for_the_lock_then_runs(tiny_root, tmp_path):
     index_dir = tmp_path / "index"
@@ -196,6 +198,7 @@ def test_a_second_writer_waits_for_the_lock_then_runs(tiny_root, tmp_path):
     assert_consistent(second)
 
 
+@pytest.mark.slow  # long: runs in `make test-rest`
 @pytest.mark.timeout(60)
 def test_a_second_writer_with_no_wait_fails_with_index_locked_error(tiny_root, tmp_path):
     index_dir = tmp_path / "index"

@@ -35,6 +35,7 @@ def reference(cited_index, real_embedder) -> tuple[list[str], np.ndarray]:
     return texts, real_embedder.embed(texts)
 
 
+@pytest.mark.slow  # long: runs in `make test-rest`
 def test_onnx_export_agrees_with_sentence_transformers_on_corpus_chunks(cited_kb, reference):
     texts, expected = reference
     folder = cited_kb.models.export_folder(cited_kb.store.active().model_fingerprint)

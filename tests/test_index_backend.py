@@ -121,6 +121,7 @@ def test_the_int8_backend_has_its_own_model_fingerprint():
     assert INT8.fingerprint != FP32.fingerprint
 
 
+@pytest.mark.slow  # long: runs in `make test-rest`
 def test_an_int8_build_embeds_everything_itself_and_keeps_its_own_cache_entries(switched):
     fp32, int8 = switched["fp32"], switched["int8"]
     fp32_meta, int8_meta = switched["fp32_meta"], switched["int8_meta"]
@@ -134,11 +135,13 @@ def test_an_int8_build_embeds_everything_itself_and_keeps_its_own_cache_entries(
     assert fp32.chunks == int8.chunks
 
 
+@pytest.mark.slow  # long: runs in `make test-rest`
 def test_fp32_through_torch_reuses_the_onnx_built_vectors_not_the_int8_ones(switched):
     back = switched["back"]
     assert (back.full_rebuild, back.embedded, back.cached) == (True, 0, back.chunks)
 
 
+@pytest.mark.slow  # long: runs in `make test-rest`
 def test_an_int8_index_answers_queries_with_its_own_int8_model(switched):
     kb, meta = switched["int8_kb"], switched["int8_meta"]
     folder = switched["int8_kb"].models.export_folder(meta.model_fingerprint)
@@ -198,6 +201,7 @@ def test_a_model_that_cannot_be_exported_is_reported_by_the_child_and_not_used(t
     assert not (tmp_path / "onnx" / bogus.fingerprint).exists()
 
 
+@pytest.mark.slow  # long: runs in `make test-rest`
 def test_a_long_lived_reader_embeds_queries_with_the_int8_model_after_a_switch(switched):
     before, after = switched["reader_embedders"]
     assert isinstance(before, OnnxEmbedder) and isinstance(after, OnnxEmbedder)

@@ -13,6 +13,7 @@ def test_exported_names_are_pinned():
         "ChecksumError",
         "Citation",
         "ConfigError",
+        "Conversation",
         "Copy",
         "CorpusError",
         "CorpusStatus",
@@ -33,6 +34,8 @@ def test_exported_names_are_pinned():
         "Source",
         "StoreError",
         "SyncReport",
+        "Turn",
+        "Usage",
         "UsageError",
     ]
 

@@ -205,6 +205,7 @@ def warnings(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("warning:")]
 
 
+@pytest.mark.slow  # long: runs in `make test-rest`
 def test_cli_warns_once_when_stale_and_refresh_brings_the_index_up_to_date(
     tiny_root, tmp_path, real_embedder
 ):

@@ -294,6 +294,7 @@ def server_kb(
     return KnowledgeBase.open(settings, embedder=embedder or HashingEmbedder())
 
 
+@pytest.mark.slow  # long: runs in `make test-rest`
 def test_another_process_without_local_state_searches_what_this_one_indexed(
     chroma_url, tiny_root, tmp_path
 ):
@@ -456,6 +457,7 @@ def test_a_second_machine_waits_for_the_writer_lease_then_fails_clearly(
     assert_consistent(second)
 
 
+@pytest.mark.slow  # long: runs in `make test-rest`
 def test_the_lease_of_a_killed_writer_is_taken_over_once_its_beat_stops(
     chroma_url, tiny_root, tmp_path, monkeypatch
 ):

@@ -9,6 +9,7 @@ Example:
     print(answer.text)
 """
 
+from bekb.answering.conversation import Conversation
 from bekb.domain import (
     Answer,
     Citation,
@@ -24,6 +25,8 @@ from bekb.domain import (
     SkippedFile,
     Source,
     SyncReport,
+    Turn,
+    Usage,
 )
 from bekb.errors import (
     AnswerError,
@@ -48,6 +51,7 @@ __all__ = [
     "ChecksumError",
     "Citation",
     "ConfigError",
+    "Conversation",
     "Copy",
     "CorpusError",
     "CorpusStatus",
@@ -68,5 +72,7 @@ __all__ = [
     "Source",
     "StoreError",
     "SyncReport",
+    "Turn",
+    "Usage",
     "UsageError",
 ]

@@ -33,6 +33,26 @@ def heading_tail(heading: str) -> str:
     return " > ".join(heading.split(" > ")[-2:])
 
 
+class Placed:
+    """What names lines of a file with their heading trail (a hit, a copy, a citation):
+    its `label` and `location`, one rule for all of them."""
+
+    path: str
+    heading: str
+    start_line: int
+    end_line: int
+
+    @property
+    def label(self) -> str:
+        """`path#heading (lines a-b)`: the lines with their heading trail."""
+        return passage_label(self.path, self.heading, self.start_line, self.end_line)
+
+    @property
+    def location(self) -> str:
+        """`path:a-b`: how the lines are cited and opened."""
+        return location(self.path, self.start_line, self.end_line)
+
+
 @dataclass(frozen=True)
 class SourceFile:
     """One file of the corpus, as found on disk.
@@ -84,7 +104,7 @@ class HitExplain:
 
 
 @dataclass(frozen=True)
-class Copy:
+class Copy(Placed):
     """Another place a passage appears word for word (a file copied between plugins)."""
 
     path: str
@@ -92,19 +112,9 @@ class Copy:
     start_line: int
     end_line: int
 
-    @property
-    def label(self) -> str:
-        """`path#heading (lines a-b)`: the copy with its heading trail."""
-        return passage_label(self.path, self.heading, self.start_line, self.end_line)
-
-    @property
-    def location(self) -> str:
-        """`path:a-b`: where the copy is."""
-        return location(self.path, self.start_line, self.end_line)
-
 
 @dataclass(frozen=True)
-class Hit:
+class Hit(Placed):
     """A scored passage returned by search."""
 
     path: str
@@ -124,19 +134,9 @@ class Hit:
     matched_lines: tuple[int, ...] = ()
     matched_stems: tuple[str, ...] = ()
 
-    @property
-    def label(self) -> str:
-        """`path#heading (lines a-b)`: the hit with its heading trail."""
-        return passage_label(self.path, self.heading, self.start_line, self.end_line)
-
-    @property
-    def location(self) -> str:
-        """`path:a-b`: how a hit is cited and opened."""
-        return location(self.path, self.start_line, self.end_line)
-
 
 @dataclass(frozen=True)
-class Citation:
+class Citation(Placed):
     """A numbered pointer from answer text to a passage of a source file."""
 
     n: int
@@ -146,16 +146,6 @@ class Citation:
     end_line: int
     quote: str = ""
     stale: bool = False
-
-    @property
-    def label(self) -> str:
-        """`path#heading (lines a-b)`: the cited passage with its heading trail."""
-        return passage_label(self.path, self.heading, self.start_line, self.end_line)
-
-    @property
-    def location(self) -> str:
-        """`path:a-b`: the lines cited, as shown under an answer."""
-        return location(self.path, self.start_line, self.end_line)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from bekb.settings import Settings
 if TYPE_CHECKING:
     from threading import Event
 
+    from bekb.answering.conversation import Conversation
     from bekb.answering.expansion import Expansion
     from bekb.corpus.manifest import Lock
     from bekb.embedding.backends import EmbeddingModels
@@ -294,29 +295,34 @@ class KnowledgeBase:
         refresh: bool = False,
         check_fresh: bool = True,
         agent: str | None = None,
+        earlier: Sequence[str] = (),
     ) -> tuple[SearchResult, Expansion]:
         """`_search`, and with query expansion (`expand`, or the setting when None; only
         with an API key) also a search for each of Claude's rewrites of `query`, the runs
         fused with the question's own (`fuse_runs`). Whether the corpus covers the question
         is still judged on the question alone: a rewrite never turns an off-topic question
-        into an answer."""
+        into an answer.
+
+        After `earlier` questions (a conversation), the question is searched together with
+        the one before it, which judges coverage ("and how do I test them?" means nothing
+        alone), and on its own as one more run."""
         from bekb.answering.expansion import Expansion, expand_question
 
         count = check_k(k) or self.settings.k
         wanted = self.settings.expand if expand is None else expand
-        rewrites = expand_question(check_text(query, "query"), self.settings) if wanted else None
-        if rewrites is None or not rewrites.queries:
-            found = self._search(
-                query, count, refresh=refresh, check_fresh=check_fresh, agent=agent
-            )
-            return found, rewrites or Expansion()
+        check_text(query, "query")
+        rewrites = expand_question(query, self.settings, earlier) if wanted else Expansion()
+        base, others = query, list(rewrites.queries)
+        if earlier:
+            base, others = f"{earlier[-1]} {query}", [query, *others]
+        if not others:
+            found = self._search(base, count, refresh=refresh, check_fresh=check_fresh, agent=agent)
+            return found, rewrites
         from bekb.retrieval.fusion import fuse_runs, run_weights
 
         depth = max(count, FUSION_DEPTH)
-        result = self._search(query, depth, refresh=refresh, check_fresh=check_fresh, agent=agent)
-        runs = [
-            self._search(q, depth, check_fresh=check_fresh, agent=agent) for q in rewrites.queries
-        ]
+        result = self._search(base, depth, refresh=refresh, check_fresh=check_fresh, agent=agent)
+        runs = [self._search(q, depth, check_fresh=check_fresh, agent=agent) for q in others]
         weights = run_weights(result.best_similarity, [r.best_similarity for r in runs])
         fused = fuse_runs([result.hits, *(r.hits for r in runs)], weights)
         return replace(result, hits=tuple(fused[:count])), rewrites
@@ -387,6 +393,7 @@ class KnowledgeBase:
             refresh=refresh,
             agent=agent,
             expand=expand if use_llm is not False else False,
+            earlier=[turn.question for turn in history],
         )
 
         def follow_up(query: str) -> Sequence[Hit]:
@@ -407,6 +414,28 @@ class KnowledgeBase:
             history=history,
         )
         return replace(answer, persona_notice=notice) if notice else answer
+
+    def chat(
+        self,
+        *,
+        k: int | None = None,
+        persona: str | None = None,
+        use_llm: bool | None = None,
+        expand: bool | None = None,
+    ) -> Conversation:
+        """A conversation: each `Conversation.ask` answers as `ask` does, with the turns
+        before it, so a follow-up is understood in context.
+
+        Example:
+            chat = kb.chat()
+            chat.ask("how do I implement a saga?")
+            chat.ask("and how do I test the compensations?")
+        """
+        from functools import partial
+
+        from bekb.answering.conversation import Conversation
+
+        return Conversation(partial(self.ask, k=k, persona=persona, use_llm=use_llm, expand=expand))
 
     def _persona_sources(self, asked: str | None, who: Persona) -> tuple[str | None, str]:
         """The configured agent file whose own files an answer as `who` searches (None: the

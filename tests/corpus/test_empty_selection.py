@@ -91,3 +91,25 @@ def test_corpus_status_of_an_empty_selection_still_says_why(
     assert done.code == 0
     data = json.loads(done.out)
     assert (data["files"], data["unresolved"]) == ([], ["docs/gone.md"])
+
+
+def test_mcp_reindex_of_an_empty_selection_reports_the_hint(
+    lonely_root: Path, tmp_path: Path
+) -> None:
+    import anyio
+    from mcp import Client
+
+    from bekb.mcp.server import build_server
+
+    kb = KnowledgeBase.open(root=lonely_root, index_dir=tmp_path / "index", agent_files=(AGENT,))
+    server = build_server(kb)
+
+    async def main() -> None:
+        async with Client(server) as client:
+            started = await client.call_tool("reindex", {})
+            assert started.structured_content["started"] is True
+
+    anyio.run(main)
+    build = server.builds.wait(60)
+    assert build["running"] is False and build["report"] is None
+    assert build["error"] is not None and HINT in build["error"]

@@ -329,6 +329,7 @@ def read_line(stream, timeout: float) -> str:
     return result[0]
 
 
+@pytest.mark.slow  # long: runs in `make test-rest`
 @pytest.mark.timeout(180)
 def test_cli_index_watch_prints_a_line_per_rebuild_and_stops_on_ctrl_c(tiny_root, tmp_path):
     index_dir = tmp_path / "index"

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from bekb.answering.expansion import Expansion
 from bekb.answering.extractive import PASSAGES, abstention, extractive_answer
-from bekb.domain import Answer, Hit, Persona, Turn
+from bekb.domain import Answer, AnswerMode, Citation, Hit, Persona, Turn, Usage
 from bekb.errors import AnswerError, ConfigError
 from bekb.settings import Settings
 
@@ -47,21 +47,20 @@ def compose(
     hits, missing = tuple(hits), tuple(uncovered)
     rewrites = expansion or Expansion()
     notices = [rewrites.notice] if rewrites.notice else []
-    if off_topic:
-        text = abstention(question, hits, missing)
+
+    def answer(
+        mode: AnswerMode,
+        text: str,
+        citations: tuple[Citation, ...],
+        searches: tuple[str, ...] = (),
+        usage: Usage | None = rewrites.usage,
+    ) -> Answer:
         notice = "; ".join(notices)
-        return Answer(
-            question,
-            "abstain",
-            text,
-            (),
-            hits,
-            persona.name,
-            notice,
-            missing,
-            rewrites=rewrites.queries,
-            usage=rewrites.usage,
-        )
+        return Answer(question, mode, text, citations, hits, persona.name, notice, missing,
+                      rewrites=rewrites.queries, searches=searches, usage=usage)  # fmt: skip
+
+    if off_topic:
+        return answer("abstain", abstention(question, hits, missing), ())
     if use_llm or (use_llm is None and settings.llm_enabled):
         try:
             claude = _claude(question, hits, persona, settings, on_text, search, on_search, history)
@@ -73,34 +72,12 @@ def compose(
             if not claude.citations and hits:
                 notices.append(UNCITED)
             usage = claude.usage if rewrites.usage is None else rewrites.usage + claude.usage
-            return Answer(
-                question,
-                "llm",
-                claude.text,
-                claude.citations,
-                hits,
-                persona.name,
-                "; ".join(notices),
-                missing,
-                rewrites=rewrites.queries,
-                searches=claude.searches,
-                usage=usage,
+            return answer(
+                "llm", claude.text, claude.citations, searches=claude.searches, usage=usage
             )
     quoted = quotable(hits, PASSAGES)
     text, citations = extractive_answer(quoted, persona=persona.name, uncovered=missing)
-    notice = "; ".join(notices)
-    return Answer(
-        question,
-        "extractive",
-        text,
-        citations,
-        hits,
-        persona.name,
-        notice,
-        missing,
-        rewrites=rewrites.queries,
-        usage=rewrites.usage,
-    )
+    return answer("extractive", text, citations)
 
 
 def quotable(hits: Sequence[Hit], count: int) -> list[Hit]:

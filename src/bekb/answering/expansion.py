@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,10 @@ class Expansion:
     usage: Usage | None = None  # None: no API call was made
 
 
-def expand_question(question: str, settings: Settings) -> Expansion:
-    """Claude's rewrites of `question` as search queries (none without an API key).
+def expand_question(question: str, settings: Settings, earlier: Sequence[str] = ()) -> Expansion:
+    """Claude's rewrites of `question` as search queries (none without an API key);
+    `earlier` are the conversation's earlier questions, oldest first, which a follow-up
+    may refer to ("and how do I test them?"): the rewrites then stand on their own.
 
     A failed call or an unusable reply gives no queries and a one-line notice; only good
     replies are cached.
@@ -63,7 +66,7 @@ def expand_question(question: str, settings: Settings) -> Expansion:
     if key is None or not settings.llm_enabled:
         return Expansion()
     model = settings.expand_model
-    path = cache_path(settings.cache_folder, model, question)
+    path = cache_path(settings.cache_folder, model, question, earlier)
     cached = _read(path)
     if cached is not None:
         return Expansion(_queries(question, cached), cached=True)
@@ -80,7 +83,7 @@ def expand_question(question: str, settings: Settings) -> Expansion:
             model=model,
             max_tokens=MAX_TOKENS,
             system=SYSTEM,
-            prompt=question,
+            prompt=_prompt(question, earlier),
             output_format=Rewrites,
         )
     except AnswerError as exc:
@@ -97,11 +100,29 @@ def expand_question(question: str, settings: Settings) -> Expansion:
     return Expansion(queries, usage=usage)
 
 
-def cache_path(cache_folder: Path, model: str, question: str) -> Path:
-    """Where the rewrites of `question` by `model` under this prompt version are kept."""
-    key = json.dumps([model, PROMPT_VERSION, " ".join(question.split())])
+def cache_path(cache_folder: Path, model: str, question: str, earlier: Sequence[str] = ()) -> Path:
+    """Where the rewrites of `question` (after the `earlier` questions) by `model` under
+    this prompt version are kept."""
+    parts: list[object] = [model, PROMPT_VERSION, _folded(question)]
+    if earlier:  # a question on its own keeps the key it always had
+        parts.append([_folded(q) for q in earlier])
+    key = json.dumps(parts)
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
     return cache_folder / "expansions" / digest[:2] / f"{digest}.json"
+
+
+def _prompt(question: str, earlier: Sequence[str]) -> str:
+    if not earlier:
+        return question
+    before = "\n".join(f"- {q}" for q in earlier)
+    return (
+        f"Earlier questions in this conversation, oldest first:\n{before}\n\n"
+        f"The question to rewrite (it may refer to them):\n{question}"
+    )
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _read(path: Path) -> Rewrites | None:

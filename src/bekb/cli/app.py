@@ -135,7 +135,7 @@ def _version(value: bool) -> None:
 
 def build_app(factory: KnowledgeBaseFactory | None = None) -> typer.Typer:
     """The `bekb` app, opening knowledge bases with `factory` (default: the real one)."""
-    from bekb.cli import corpus, evaluate, index, init, mcp, personas, query
+    from bekb.cli import chat, corpus, evaluate, index, init, mcp, personas, query
 
     app = typer.Typer(
         name="bekb",
@@ -191,7 +191,7 @@ def build_app(factory: KnowledgeBaseFactory | None = None) -> typer.Typer:
             },
         )
 
-    for module in (init, index, query, personas, corpus, evaluate, mcp):  # as `--help` lists
+    for module in (init, index, query, chat, personas, corpus, evaluate, mcp):  # as `--help` lists
         module.register(app)
     return app
 

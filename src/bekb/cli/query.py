@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -196,6 +198,35 @@ def ask_command(
     if use_llm and not kb.settings.llm_enabled:
         raise UsageError("--llm anthropic needs ANTHROPIC_API_KEY")
     kb = ready(kb, quiet=json_out, refresh=refresh)
+    if json_out:
+        answer = kb.ask(
+            question,
+            k=k,
+            persona=persona,
+            use_llm=use_llm,
+            refresh=refresh,
+            expand=False if no_expand else None,
+        )
+        render.print_json(contracts.answer_json(answer))
+    else:
+        asked = partial(
+            kb.ask,
+            k=k,
+            persona=persona,
+            use_llm=use_llm,
+            refresh=refresh,
+            expand=False if no_expand else None,
+        )
+        answer = answer_on_terminal(kb, asked, question, full_path=full_path)
+    if fail_empty and answer.mode == "abstain":
+        raise typer.Exit(EXIT_EMPTY)
+
+
+def answer_on_terminal(
+    kb: KnowledgeBase, ask: Callable[..., Answer], question: str, *, full_path: bool
+) -> Answer:
+    """`ask(question, on_text=..., on_search=...)`, Claude's text streamed as it comes and
+    each search it makes shown as one dim line, then the sources and notices."""
     streamed: list[str] = []
 
     def show(delta: str) -> None:
@@ -207,28 +238,15 @@ def ask_command(
             show("\n")
         typer.secho(render.plain(f"searching: {query}"), dim=True)
 
-    answer = kb.ask(
-        question,
-        k=k,
-        persona=persona,
-        use_llm=use_llm,
-        refresh=refresh,
-        on_text=None if json_out else show,
-        expand=False if no_expand else None,
-        on_search=None if json_out else searched,
+    answer: Answer = ask(question, on_text=show, on_search=searched)
+    show_answer(
+        answer,
+        streamed=bool(streamed),
+        keyless=not kb.settings.llm_enabled,
+        root=kb.settings.root,
+        full_path=full_path,
     )
-    if json_out:
-        render.print_json(contracts.answer_json(answer))
-    else:
-        show_answer(
-            answer,
-            streamed=bool(streamed),
-            keyless=not kb.settings.llm_enabled,
-            root=kb.settings.root,
-            full_path=full_path,
-        )
-    if fail_empty and answer.mode == "abstain":
-        raise typer.Exit(EXIT_EMPTY)
+    return answer
 
 
 ENABLE_HINT = "Set ANTHROPIC_API_KEY to have Claude synthesise an answer from these passages."
