@@ -8,12 +8,12 @@ them and turns a BekbError into an error result the agent can act on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, cast
 
 from pydantic import Field
 
 from bekb import KnowledgeBase
-from bekb.contracts import answer_json, sources_json, status_json
+from bekb.contracts import answer_json, excerpt_json, sources_json, status_json
 from bekb.domain import Hit, Turn
 from bekb.errors import UsageError
 from bekb.inputs import MAX_K
@@ -92,8 +92,7 @@ def search_hit(hit: Hit, *, full_text: bool) -> SearchHit:
 
 
 class Tools:
-    """The read tools over one knowledge base, each result within `budget` (picklable
-    arguments and results: they may run in a worker process, see `workers`)."""
+    """The read tools over one knowledge base, each result within `budget`."""
 
     def __init__(self, kb: KnowledgeBase, budget: Budget) -> None:
         self.kb = kb
@@ -126,7 +125,7 @@ class Tools:
         turns = [Turn(t["question"], t["answer"]) for t in history]
         answer = self.kb.ask(question, k=k, persona=persona, use_llm=None, history=turns)
         full = answer_json(answer)
-        mode: Literal["llm", "extractive", "abstain"] = answer.mode
+        mode = answer.mode
         notice = EXTRACTIVE_NOTICE if mode == "extractive" and not answer.notice else answer.notice
         notice = "; ".join(n for n in (notice, answer.persona_notice) if n)
         data: dict[str, Any] = {
@@ -156,16 +155,8 @@ class Tools:
     ) -> DocumentResult:
         """Lines of an indexed document, cut to the budget (the note says where to go on)."""
         excerpt = self.kb.show(path, start_line=start_line, end_line=end_line, indexed_only=True)
-        data = {
-            "path": excerpt.path,
-            "start_line": excerpt.start_line,
-            "end_line": excerpt.end_line,
-            "total_lines": excerpt.total_lines,
-            "location": excerpt.location,
-            "text": excerpt.text,
-        }
         fitted = self.budget.fit_text(
-            data,
+            excerpt_json(excerpt),
             "text",
             first_line=excerpt.start_line,
             how="call get_document with start_line=next_start_line for the rest",
