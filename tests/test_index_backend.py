@@ -69,7 +69,9 @@ def switched(tmp_path_factory: pytest.TempPathFactory, machine_cache: Path) -> d
     reader_hits = reader.search(SAGA_QUERY, k=3)
     reader_after = reader._retrieval()._embedder
     models_after_int8 = cached_models(base / "index")
+    statuses = {"int8 as int8": int8_kb.status(), "int8 as fp32": reader.status()}
     back = KnowledgeBase.open(settings("torch")).index()
+    statuses["torch as onnx"] = KnowledgeBase.open(settings("onnx")).status()
     return {
         "index_dir": base / "index",
         "fp32": fp32,
@@ -82,6 +84,7 @@ def switched(tmp_path_factory: pytest.TempPathFactory, machine_cache: Path) -> d
         "models_after_int8": models_after_int8,
         "reader_embedders": (reader_before, reader_after),
         "reader_hits": reader_hits,
+        "statuses": statuses,
     }
 
 
@@ -105,6 +108,16 @@ def test_an_int8_vector_depends_only_on_its_text(onnx_dir):
     assert np.allclose(together, alone, atol=1e-6)
 
 
+def test_sessions_running_at_once_give_each_text_the_vector_one_session_gives(onnx_dir):
+    folder = onnx_dir / INT8.fingerprint
+    texts = [f"step {n} of the saga compensates step {n - 1}" * (1 + n % 5) for n in range(9)]
+
+    alone = OnnxEmbedder(folder, batch_size=1).embed(texts)
+    shared = OnnxEmbedder(folder, batch_size=1, sessions=2).embed(texts)
+
+    assert np.array_equal(shared, alone)  # same rows, in the order given
+
+
 def test_the_onnx_embedder_returns_rows_in_the_order_given_whatever_the_batching(onnx_dir):
     folder = onnx_dir / FP32.fingerprint  # the fp32 export the int8 model was made from
     texts = ["short", "a much longer text about sagas and compensation " * 8, "mid length text"]
@@ -113,6 +126,21 @@ def test_the_onnx_embedder_returns_rows_in_the_order_given_whatever_the_batching
 
     alone = np.vstack([OnnxEmbedder(folder).embed([text]) for text in texts])
     assert np.allclose(batched, alone, atol=1e-5)
+
+
+def test_the_int8_model_keeps_the_first_feed_forward_outputs_in_fp32(onnx_dir):
+    import json
+
+    import onnx
+
+    folder = onnx_dir / INT8.fingerprint
+    kept = json.loads((folder / "meta.json").read_text())["fp32_nodes"]
+    ops = {n.name: n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node}
+
+    assert kept == [f"/inner/encoder/layer.{n}/output/dense/MatMul" for n in (0, 1)]
+    assert all(ops[name] == "MatMul" for name in kept)
+    assert ops["/inner/encoder/layer.2/output/dense/MatMul_quant"] == "MatMulInteger"
+    assert sum(op == "MatMulInteger" for op in ops.values()) == 34  # 36 weight MatMuls, 2 kept
 
 
 def test_the_int8_backend_has_its_own_model_fingerprint():
@@ -209,3 +237,18 @@ def test_a_long_lived_reader_embeds_queries_with_the_int8_model_after_a_switch(s
     assert [(h.path, h.start_line) for h in switched["reader_hits"]] == [
         (h.path, h.start_line) for h in switched["int8_hits"]
     ]
+
+
+@pytest.mark.slow  # long: runs in `make test-rest`
+def test_status_says_how_the_index_was_embedded_and_when_the_settings_will_rebuild_it(switched):
+    statuses = switched["statuses"]
+
+    assert statuses["int8 as int8"].index_backend == "onnx-int8"
+    assert statuses["int8 as int8"].rebuild_pending is None
+    assert statuses["int8 as fp32"].index_backend == "onnx-int8"
+    assert statuses["int8 as fp32"].rebuild_pending == (
+        "index_backend gives fp32 vectors (the index has others)"
+    )
+    # torch and onnx give the model's own vectors: switching between them rebuilds nothing
+    assert statuses["torch as onnx"].index_backend == "fp32"
+    assert statuses["torch as onnx"].rebuild_pending is None

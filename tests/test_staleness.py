@@ -234,3 +234,70 @@ def test_cli_warns_once_when_stale_and_refresh_brings_the_index_up_to_date(
     assert [c for c in answer["citations"] if c["stale"]] == []
     settings = Settings.load(root=tiny_root, index_dir=index_dir, agent_files=(TINY_AGENT,))
     assert KnowledgeBase.open(settings, embedder=real_embedder).stale() == ()
+
+
+def test_status_says_a_changed_setting_will_rebuild_and_the_index_says_why_it_did(
+    kb, hashing_embedder
+):
+    assert kb.status().rebuild_pending is None
+    rechunked = KnowledgeBase.open(kb.settings, embedder=hashing_embedder, chunk_tokens=40)
+
+    pending = rechunked.status().rebuild_pending
+    report = rechunked.index()
+
+    assert pending == "the chunking changed (chunk_tokens or the chunker version)"
+    assert (report.full_rebuild, report.rebuild_reason) == (True, pending)
+    assert rechunked.status().rebuild_pending is None
+    assert kb.index(full=True).rebuild_reason == "asked for"
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """A clock the freshness checks read instead of time.monotonic (advance it by hand)."""
+    import time
+    import types
+
+    from bekb import knowledge_base
+    from bekb.indexing import freshness
+
+    now = [time.monotonic()]  # not before what fixtures set up already saw
+    fake = types.SimpleNamespace(monotonic=lambda: now[0])
+    monkeypatch.setattr(freshness, "time", fake)
+    monkeypatch.setattr(knowledge_base, "time", fake)
+    return now
+
+
+def test_a_hit_is_marked_stale_at_once_between_whole_corpus_checks(kb, tiny_root, clock, read):
+    first = kb.search("cache stampede", k=3)
+    assert CACHING in {h.path for h in first} and not any(h.stale for h in first)
+    append(tiny_root / CACHING, ZEBRA)
+
+    again = kb.search("cache stampede", k=3)  # the same instant: no whole-corpus check
+
+    assert {(h.path, h.stale) for h in again} == {(h.path, h.path == CACHING) for h in again}
+    assert read == [CACHING]  # only the returned files were compared, and only it was read
+
+
+def test_a_change_elsewhere_is_seen_once_the_recheck_interval_passes(
+    kb, tiny_settings, tiny_root, clock
+):
+    from bekb.indexing.freshness import RECHECK_SECONDS
+
+    auto = KnowledgeBase.open(tiny_settings, embedder=HashingEmbedder(), auto_refresh=True)
+    auto.search("cache stampede", k=1)
+    (tiny_root / NEW).write_text("# Retries\n\nZebra lanterns retry a saga step.\n")
+
+    clock[0] += RECHECK_SECONDS
+    hits = auto.search("zebra lanterns", k=3)
+
+    assert NEW in {h.path for h in hits}
+    assert auto.stale() == ()
+
+
+def test_refresh_compares_the_whole_corpus_even_between_checks(kb, tiny_root, clock):
+    kb.search("cache stampede", k=1)
+    (tiny_root / NEW).write_text("# Retries\n\nZebra lanterns retry a saga step.\n")
+
+    hits = kb.search("zebra lanterns", k=3, refresh=True)  # the same instant
+
+    assert NEW in {h.path for h in hits}

@@ -94,6 +94,7 @@ def index_json(report: IndexReport) -> dict[str, Any]:
         "cached": report.cached,
         "seconds": report.seconds,
         "full_rebuild": report.full_rebuild,
+        "rebuild_reason": report.rebuild_reason,
         "skipped": [asdict(s) for s in report.skipped],
         "unresolved": list(report.unresolved),
         "refused": [asdict(s) for s in report.refused],

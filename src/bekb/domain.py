@@ -280,6 +280,9 @@ class IndexReport:
     cached: int
     seconds: float
     full_rebuild: bool = False
+    # Why the run rebuilt the index from scratch: asked (`--full`), no index yet, or the
+    # setting that changed since the index was built; None for an incremental run.
+    rebuild_reason: str | None = None
     skipped: tuple[SkippedFile, ...] = ()
     unresolved: tuple[str, ...] = ()
     refused: tuple[SkippedFile, ...] = ()
@@ -334,6 +337,11 @@ class IndexStatus:
     size_bytes: int
     stale: tuple[FileStatus, ...] = ()
     query_backend: str = ""
+    # How the index's vectors were made: fp32, onnx-int8 (see `index_backend`).
+    index_backend: str = ""
+    # Why the next `bekb index` rebuilds every chunk (the settings changed the model, its
+    # backend or the chunking since the index was built), or None.
+    rebuild_pending: str | None = None
     query_adapter: bool = False  # searches go through an adapter fitted to this corpus
     # What is wrong with the store (damaged, unreadable), found by checking its files.
     store_problem: str | None = None

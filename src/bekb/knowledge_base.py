@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +33,7 @@ from bekb.domain import (
     Turn,
 )
 from bekb.errors import CorpusError, IndexNotBuiltError, StoreError, UsageError
-from bekb.indexing.freshness import Freshness
+from bekb.indexing.freshness import RECHECK_SECONDS, Freshness
 from bekb.inputs import MAX_K, check_k, check_text
 from bekb.settings import Settings
 
@@ -81,6 +82,7 @@ class KnowledgeBase:
         self._retriever: Retriever | None = None
         self._models: EmbeddingModels | None = None
         self._selection: Selection | None = None
+        self._selection_checked = float("-inf")  # when it was last found current
         self._tokenizer: ModelTokenizer | None = None
         self._freshness = Freshness()
         # Searches may run in several threads at once (the MCP server's tools): the parts
@@ -172,11 +174,19 @@ class KnowledgeBase:
                 )
         return self._retriever
 
-    def selection(self) -> Selection:
-        """The files the settings select under the root (reused while no folder changed)."""
+    def selection(self, *, max_age: float = 0.0) -> Selection:
+        """The files the settings select under the root (reused while no folder changed;
+        with `max_age`, reused unchecked for that many seconds after the last check)."""
         with self._parts:
-            if self._selection is not None and self._selection.still_current():
-                return self._selection
+            now = time.monotonic()
+            current = self._selection
+            if current is not None:
+                if now - self._selection_checked < max_age:
+                    return current
+                if current.still_current():
+                    self._selection_checked = now
+                    return current
+            self._selection_checked = now
             s = self.settings
             self._selection = select_files(
                 s.root,
@@ -270,17 +280,29 @@ class KnowledgeBase:
         are searched (`Selection.own_files`)."""
         text = check_text(query, "query")
         count = check_k(k) or self.settings.k
-        selection = self.selection()  # walked once: a glob-made selection is never reused
+        # Checked at most once per RECHECK_SECONDS (a glob-made one walked again each time);
+        # the files of the hits returned are compared after every search, below.
+        window = 0.0 if refresh else RECHECK_SECONDS  # asked to refresh: compare all now
+        selection = self.selection(max_age=window)
         allowed = selection.own_files(agent) if agent else None
         if allowed is not None and len(allowed) == len(selection.files):
             allowed = None  # its own set is the whole index (one agent file): no filter
-        stale, snapshot = self._stale_after(refresh, selection) if check_fresh else (set(), None)
+        stale, snapshot = (
+            self._stale_after(refresh, selection, window) if check_fresh else (set(), None)
+        )
         if snapshot is None and not self._has_store():
             raise IndexNotBuiltError("no index yet: run `bekb index` first")
         # A passage copied between plugins is cited from the specialist's own file.
         result = self._retrieval().search(
             text, min(count, MAX_K), snapshot=snapshot, preferred=selection.cited, allowed=allowed
         )
+        if snapshot is not None:
+            returned = {h.path for h in result.hits}
+            moved = self._freshness.stale_among(snapshot.records, selection.root, returned)
+            if moved - stale and (refresh or self.settings.auto_refresh):
+                self.index()  # changed within the last RECHECK_SECONDS: search again, fresh
+                return self._search(query, k, check_fresh=check_fresh, agent=agent)
+            stale |= moved
         if not stale:
             return result
         hits = tuple(replace(h, stale=True) if h.path in stale else h for h in result.hits)
@@ -335,10 +357,13 @@ class KnowledgeBase:
         """
         return self.corpus_status().stale
 
-    def _stale_after(self, refresh: bool, selection: Selection) -> tuple[set[str], Snapshot | None]:
-        """Files changed since the index was built (none after a refresh), and the index
-        generation they were compared with, for the search to read: the stale marks then
-        describe the very hits returned, and the registry is read from Chroma once."""
+    def _stale_after(
+        self, refresh: bool, selection: Selection, max_age: float
+    ) -> tuple[set[str], Snapshot | None]:
+        """Files changed since the index was built (none after a refresh; a comparison at
+        most `max_age` seconds old), and the index generation they were compared with, for
+        the search to read: the stale marks then describe the very hits returned, and the
+        registry is read from Chroma once."""
         try:
             if not self._has_store():
                 raise IndexNotBuiltError("no index yet")
@@ -347,7 +372,7 @@ class KnowledgeBase:
             if refresh or self.settings.auto_refresh:
                 self.index()
             return set(), None
-        stale = self._freshness.stale_paths(snapshot.records, selection)
+        stale = self._freshness.stale_paths(snapshot.records, selection, max_age=max_age)
         if stale and (refresh or self.settings.auto_refresh):
             self.index()
             return set(), None
@@ -564,12 +589,20 @@ class KnowledgeBase:
             size_bytes=folder_size(self.settings.index_dir),
             stale=stale,
             query_backend=self.models.query_runtime(meta) if meta else "",
+            index_backend=self.models.vectors_of(meta) if meta else "",
+            rebuild_pending=self._rebuild_reason(meta) if meta else None,
             query_adapter=bool(
                 meta and self.settings.query_adapter and stored_adapter(self.store, meta)
             ),
             store_problem=problem,
             set_aside=tuple(str(p) for p in set_aside_stores(self.settings.index_dir)),
         )
+
+    def _rebuild_reason(self, meta: IndexMeta) -> str | None:
+        from bekb.indexing.indexer import BuildSettings
+
+        build = BuildSettings(self.models.index_identity(), self.settings.chunk_tokens)
+        return build.rebuild_reason(meta)
 
     def sources(self) -> list[Source]:
         """Indexed files with their titles and descriptions."""

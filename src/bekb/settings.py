@@ -239,9 +239,12 @@ class Settings(BaseSettings):
         description="How chunks are embedded at index time: `onnx` (the model's fp32 ONNX "
         "export, made once in a child process and checked against sentence-transformers: "
         "the same vectors, and the indexing process never loads torch), `torch` "
-        "(sentence-transformers in process) or `onnx-int8` (the export quantised to int8: "
-        "faster, vectors within cosine 0.98 of fp32; a separate index and embedding cache, "
-        "and queries use the same int8 model). Speeds in docs/benchmarks.md.",
+        "(sentence-transformers in process) or `onnx-int8` (the export quantised to int8, "
+        "one model session per core: builds about twice as fast, vectors within cosine 0.98 "
+        "of fp32, ranking within a question or two of fp32 on the dev sets; a separate index "
+        "and embedding cache, and queries use the same int8 model). Changing it re-embeds "
+        "the index at the next build (`bekb status` says so first). Figures in "
+        "docs/benchmarks.md.",
     )
     query_backend: Literal["auto", "onnx", "torch"] = Field(
         "auto",

@@ -194,3 +194,37 @@ def test_a_second_writer_fails_clearly_after_the_lock_timeout(tiny_settings, has
     ):
         kb.index()
     assert kb.index().added == 5  # the lock is free again
+
+
+def test_an_edit_makes_keyword_terms_for_its_new_chunks_only_and_ranks_as_a_full_build(
+    tiny_settings, tiny_root, hashing_embedder, monkeypatch
+):
+    from bekb.indexing import indexer
+    from bekb.retrieval.bm25 import KeywordIndex
+
+    tiny_kb = chunks_only(tiny_settings, hashing_embedder)
+    tiny_kb.index()
+    before, _ = store_state(tiny_kb)
+    path = tiny_root / "beta/docs/auth.md"
+    path.write_text(path.read_text().replace("15 minutes", "5 minutes"))
+    tokenised: list[int] = []
+    real = indexer.chunk_terms
+    monkeypatch.setattr(
+        indexer, "chunk_terms", lambda texts: tokenised.append(len(texts)) or real(texts)
+    )
+
+    tiny_kb.index()
+
+    after, _ = store_state(tiny_kb)
+    new_chunks = set(after["beta/docs/auth.md"]) - set(before["beta/docs/auth.md"])
+    assert tokenised == [len(new_chunks)] == [1]  # the others' terms came from the cache
+    meta = tiny_kb.store.active()
+    chunks = tiny_kb.store.get_chunks(meta.collection)
+    from_texts = KeywordIndex.build([c.id for c in chunks], [c.embed_text for c in chunks])
+    served = tiny_kb._retrieval().snapshot().keywords
+    for query in ("token expiry 5 minutes", "saga compensation", "cache stampede lock"):
+        assert served.search(query, 5) == from_texts.search(query, 5)
+    assert (served.vocabulary, served.identifiers) == (
+        from_texts.vocabulary,
+        from_texts.identifiers,
+    )

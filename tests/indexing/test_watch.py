@@ -349,7 +349,7 @@ def test_cli_index_watch_prints_a_line_per_rebuild_and_stops_on_ctrl_c(tiny_root
     try:
         assert process.stdout is not None
         first = read_line(process.stdout, 120)
-        assert "indexed (full rebuild): 5 added, 0 changed, 0 removed" in first
+        assert "indexed (full rebuild: no index yet): 5 added, 0 changed, 0 removed" in first
         path = tiny_root / CACHING
         path.write_text(path.read_text() + "\nWrite-behind caches batch their writes.\n")
         second = read_line(process.stdout, 60)

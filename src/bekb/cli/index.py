@@ -150,6 +150,12 @@ def status_command(
         f"model       {status.embed_model} ({status.dimensions} dims, queries via "
         f"{status.query_backend}); chunker v{status.chunker_version}"
     )
+    render.echo(f"vectors     {status.index_backend} (`index_backend` in docs/configuration.md)")
+    if status.rebuild_pending:
+        render.echo(
+            f"rebuild     {status.rebuild_pending}: the next `bekb index` re-embeds every "
+            "chunk (searches use this index until then)"
+        )
     render.echo(f"contents    {status.files} files, {status.chunks} chunks")
     adapter = "fitted to this corpus" if status.query_adapter else "none"
     render.echo(

@@ -78,7 +78,9 @@ def _finite(data: Any) -> Any:
 
 def index_summary(report: IndexReport) -> str:
     """The one-line summary printed after `bekb index`."""
-    kind = "full rebuild" if report.full_rebuild else "incremental"
+    kind = "incremental"
+    if report.full_rebuild:
+        kind = f"full rebuild: {report.rebuild_reason}" if report.rebuild_reason else "full rebuild"
     return (
         f"indexed ({kind}): {report.added} added, {report.changed} changed, "
         f"{report.removed} removed, {report.unchanged} unchanged; {report.chunks} chunks; "

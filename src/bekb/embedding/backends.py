@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -20,9 +21,11 @@ from bekb.embedding.model import Embedder, ModelSpec, SentenceTransformerEmbedde
 from bekb.embedding.onnx import (
     CHECK_TEXTS,
     EXPORT_CHECK_SAMPLES,
+    INT8_RECIPE,
     OnnxEmbedder,
     export_in_child,
     export_intact,
+    index_sessions,
     load_export,
     quantize_onnx,
     spread,
@@ -54,7 +57,9 @@ class BackendModelSpec(ModelSpec):
     def fingerprint(self) -> str:
         """The model's fingerprint, made distinct by the backend."""
         base = ModelSpec(self.name, self.path).fingerprint
-        return hashlib.sha256(f"{base}|{self.backend}".encode()).hexdigest()[:16]
+        # The recipe is part of it: an index built by an earlier recipe keeps its own
+        # export (its queries still load it) and the next build makes a new index.
+        return hashlib.sha256(f"{base}|{self.backend}|{INT8_RECIPE}".encode()).hexdigest()[:16]
 
 
 def index_model(spec: ModelSpec, backend: IndexBackend) -> ModelSpec:
@@ -72,8 +77,10 @@ def ensure_export(
     samples: Sequence[str] = (),
     *,
     batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
+    sessions: int = 1,
 ) -> OnnxEmbedder | None:
-    """The model's ONNX export under `exports_dir` (int8 for a BackendModelSpec), loaded.
+    """The model's ONNX export under `exports_dir` (int8 for a BackendModelSpec), loaded
+    with `sessions` sessions (see OnnxEmbedder).
 
     A missing or damaged export is made now, checked on a spread of `samples` and
     CHECK_TEXTS, under a lock: builds that start at once make it once. Returns None when the
@@ -81,14 +88,17 @@ def ensure_export(
     model that cannot be made raises.
     """
     folder = exports_dir / spec.fingerprint
-    loaded = load_export(folder, batch_size=batch_size)
+    load = partial(load_export, folder, batch_size=batch_size, sessions=sessions)
+    loaded = load()
     if loaded is not None or spec.path is None:  # the export needs the model's own files
         return loaded
     with _export_lock(exports_dir, spec.fingerprint):
-        loaded = load_export(folder, batch_size=batch_size)  # made while this one waited?
+        loaded = load()  # made while this one waited?
         if loaded is not None:
             return loaded
-        return _make_export(spec, exports_dir, samples, batch_size=batch_size)
+        if _make_export(spec, exports_dir, samples):
+            return OnnxEmbedder(folder, batch_size=batch_size, sessions=sessions)
+        return None
 
 
 @contextlib.contextmanager
@@ -115,9 +125,8 @@ def _export_lock(exports_dir: Path, fingerprint: str) -> Iterator[None]:
         lock.release()
 
 
-def _make_export(
-    spec: ModelSpec, exports_dir: Path, samples: Sequence[str], *, batch_size: int
-) -> OnnxEmbedder | None:
+def _make_export(spec: ModelSpec, exports_dir: Path, samples: Sequence[str]) -> bool:
+    """Make the export of `spec` in `exports_dir`; False when fp32 cannot be made faithfully."""
     folder = exports_dir / spec.fingerprint
     if isinstance(spec, BackendModelSpec):
         base = ModelSpec(spec.name, spec.path)
@@ -128,8 +137,8 @@ def _make_export(
         try:
             export_in_child(spec, folder, [*spread(samples, EXPORT_CHECK_SAMPLES), *CHECK_TEXTS])
         except EmbeddingError:
-            return None
-    return OnnxEmbedder(folder, batch_size=batch_size)
+            return False
+    return True
 
 
 def index_embedder(
@@ -148,8 +157,11 @@ def index_embedder(
     """
     if backend == "torch":
         return SentenceTransformerEmbedder(spec, batch_size=batch_size)
-    batch = INT8_BATCH if isinstance(spec, BackendModelSpec) else batch_size
-    model = ensure_export(spec, exports_dir, samples, batch_size=batch)
+    int8 = isinstance(spec, BackendModelSpec)
+    # One-text batches leave a core idle in one session; batches of 8 keep both busy, and a
+    # second fp32 session only costs memory (measured: same time, +270 MB).
+    batch, sessions = (INT8_BATCH, index_sessions()) if int8 else (batch_size, 1)
+    model = ensure_export(spec, exports_dir, samples, batch_size=batch, sessions=sessions)
     return model or SentenceTransformerEmbedder(spec, batch_size=batch)
 
 
@@ -246,6 +258,19 @@ class EmbeddingModels:
             if export_intact(legacy):
                 return legacy
         return folder
+
+    def vectors_of(self, meta: IndexMeta) -> str:
+        """How the index `meta` describes was embedded: `fp32` (the model's own vectors, from
+        the `onnx` or `torch` backend), `onnx-int8`, `onnx-int8, an earlier recipe` or
+        `injected`."""
+        if self.injected is not None:
+            return "injected"
+        spec = resolve_model(meta.embed_model)
+        if meta.model_fingerprint == spec.fingerprint:
+            return "fp32"
+        if meta.model_fingerprint == index_model(spec, "onnx-int8").fingerprint:
+            return "onnx-int8"
+        return "onnx-int8, an earlier recipe"
 
     def query_runtime(self, meta: IndexMeta) -> str:
         """How queries against `meta` are embedded: `onnx` or `sentence-transformers` (a

@@ -1,4 +1,6 @@
-"""The embedding cache: vectors on disk by (model fingerprint, text hash), never embedded twice."""
+"""The embedding cache: vectors on disk by (model fingerprint, text hash), never embedded twice;
+and beside them what else a build derives from a chunk and must not derive again (its
+keyword terms), as opaque bytes by (kind, key)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import hashlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +53,12 @@ class EmbeddingCache:
             "CREATE TABLE IF NOT EXISTS vectors (model TEXT, text_sha TEXT, vector BLOB, "
             "PRIMARY KEY (model, text_sha)) WITHOUT ROWID"
         )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS derived (kind TEXT, key TEXT, value BLOB, "
+            "PRIMARY KEY (kind, key)) WITHOUT ROWID"
+        )
         db.execute("SELECT model, text_sha, vector FROM vectors LIMIT 1").fetchall()
+        db.execute("SELECT kind, key, value FROM derived LIMIT 1").fetchall()
         return db
 
     def get_many(self, model: str, keys: Sequence[str], dimensions: int) -> dict[str, Vectors]:
@@ -78,12 +86,40 @@ class EmbeddingCache:
     def put_many(self, model: str, items: dict[str, Vectors]) -> None:
         """Store vectors by text hash (one transaction)."""
         rows = [(model, key, np.asarray(v, dtype=np.float32).tobytes()) for key, v in items.items()]
+        self._write("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
+
+    def get_derived(self, kind: str, keys: Sequence[str]) -> dict[str, bytes]:
+        """What was stored under `kind` for each of `keys` that has it."""
+        return {key: bytes(value) for key, value in self._derived("key, value", kind, keys)}
+
+    def get_derived_keys(self, kind: str, keys: Sequence[str]) -> set[str]:
+        """Which of `keys` have something stored under `kind` (values not read)."""
+        return {key for (key,) in self._derived("key", kind, keys)}
+
+    def _derived(self, columns: str, kind: str, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        with self._errors("read", retry=False):
+            for batch in _batches(list(keys), 500):
+                marks = ",".join("?" * len(batch))
+                rows += self._db.execute(
+                    f"SELECT {columns} FROM derived WHERE kind = ? AND key IN ({marks})",
+                    [kind, *batch],
+                ).fetchall()
+        return rows
+
+    def put_derived(self, kind: str, items: dict[str, bytes]) -> None:
+        """Store values under `kind` by key (one transaction)."""
+        rows = [(kind, key, value) for key, value in items.items()]
+        self._write("INSERT OR REPLACE INTO derived VALUES (?, ?, ?)", rows)
+
+    def _write(self, statement: str, rows: list[tuple[str, str, bytes]]) -> None:
+        """`statement` for every row in one transaction; once more into a recreated file."""
         try:
             with self._errors("write", retry=True), self._transaction():
-                self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
+                self._db.executemany(statement, rows)
         except _Recreated:
             with self._errors("write", retry=False), self._transaction():
-                self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
+                self._db.executemany(statement, rows)
 
     @contextlib.contextmanager
     def _errors(self, action: str, *, retry: bool) -> Iterator[None]:

@@ -15,7 +15,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ import numpy as np
 from bekb.chunking import CHUNKER_VERSION, TokenCounter, chunk_file
 from bekb.corpus.selection import Selection
 from bekb.domain import Chunk, FileRecord, IndexMeta, IndexReport, Progress
+from bekb.embedding.backends import BackendModelSpec
 from bekb.embedding.cache import EmbeddingCache, text_key
 from bekb.embedding.model import Embedder, ModelSpec
 from bekb.errors import IndexStateError, StoreError
@@ -34,7 +35,10 @@ from bekb.indexing.timing import Stopwatch
 from bekb.retrieval import adapter as query_adapter
 from bekb.retrieval.adapter import QueryAdapter, fit, pseudo_queries, stored_adapter
 from bekb.retrieval.bm25 import (
+    KEYWORD_VERSION,
+    ChunkTerms,
     KeywordIndex,
+    chunk_terms,
     keyword_folder,
     load_keyword_index,
     save_keyword_index,
@@ -44,6 +48,10 @@ from bekb.store import ChromaStore
 ProgressCallback = Callable[[Progress], None]
 # Files committed per registry write: a kill loses at most this much finished work.
 COMMIT_EVERY = 64
+# Where a chunk's keyword terms are cached (by chunk id); a new tokenisation, a new kind.
+TERMS_KIND = f"keyword-terms-v{KEYWORD_VERSION}"
+# Chunks whose keyword terms are made, or read back, at once: bounds the memory they take.
+TERMS_BATCH = 2000
 EMBED_BATCH = 256
 
 
@@ -59,6 +67,17 @@ class BuildSettings:
         """Changes whenever vectors or chunk boundaries would: a different index."""
         text = f"{self.model.fingerprint}|{CHUNKER_VERSION}|{self.chunk_tokens}"
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def rebuild_reason(self, meta: IndexMeta) -> str | None:
+        """Why a build with these settings re-embeds the index `meta` describes, or None."""
+        if meta.fingerprint == self.fingerprint:
+            return None
+        if meta.embed_model != self.model.name:
+            return f"embed_model is {self.model.name} (the index has {meta.embed_model})"
+        if meta.model_fingerprint != self.model.fingerprint:
+            runs = self.model.backend if isinstance(self.model, BackendModelSpec) else "fp32"
+            return f"index_backend gives {runs} vectors (the index has others)"
+        return "the chunking changed (chunk_tokens or the chunker version)"
 
 
 class Indexer:
@@ -117,12 +136,17 @@ class Indexer:
 
         with stage("chunk"):
             chunks_by_file = self._chunk(todo.work)
+        # Chunked: only the files' sources are needed now (10x the workspace is ~110 MB).
+        todo.new = [replace(f, text="") for f in todo.new]
+        todo.changed = [replace(f, text="") for f in todo.changed]
         all_chunks = [c for chunks in chunks_by_file.values() for c in chunks]
         vectors, embedded, cached = self._embed(all_chunks)
         with stage("write"):
             superseded = self._write(key, todo, chunks_by_file, vectors, records)
             superseded |= self._forget(key, todo.deleted, records)
             live = self.store.files(key)
+        dimensions = self._dimensions(all_chunks, vectors, active) if all_chunks else 0
+        del vectors  # written: what follows needs the memory more
         adapt = self._wants_adapter(live)
         with stage("check"):
             unchanged = (
@@ -136,12 +160,12 @@ class Indexer:
             )
         if not unchanged:  # a no-op run leaves the committed index exactly as it was
             generation = (active.generation if active else 0) + 1
-            dimensions = self._dimensions(all_chunks, vectors, active)
+            dimensions = dimensions or self._dimensions([], {}, active)
             with stage("keyword index"):
-                chunks = self._live_chunks(key, live)
-                self._save_keyword_index(key, generation, chunks)
+                self._save_keyword_index(key, generation, live, all_chunks)
             with stage("query adapter"):
                 if adapt:
+                    chunks = self._live_chunks(key, live)
                     previous = (
                         None if rebuild or active is None else stored_adapter(self.store, active)
                     )
@@ -185,6 +209,7 @@ class Indexer:
             cached=cached,
             seconds=round(time.perf_counter() - started, 3),
             full_rebuild=rebuild,
+            rebuild_reason=self._why_rebuilt(full, active) if rebuild else None,
             skipped=tuple(todo.skipped),
             unresolved=selection.unresolved,
             refused=selection.refused,
@@ -192,6 +217,11 @@ class Indexer:
         )
 
     # -- steps -------------------------------------------------------------------------------
+
+    def _why_rebuilt(self, full: bool, active: IndexMeta | None) -> str | None:
+        if full:
+            return "asked for"
+        return "no index yet" if active is None else self.build.rebuild_reason(active)
 
     def _fresh_key(self, active: IndexMeta | None) -> str:
         for stale in self.store.collection_keys():  # what an abandoned build left behind
@@ -209,7 +239,11 @@ class Indexer:
                 self.store.drop(stale)
 
     def _remove_orphans(self, key: str, records: dict[str, FileRecord]) -> None:
+        """Delete chunks no committed file lists (a run killed before deleting what it
+        superseded leaves them)."""
         live = {cid for record in records.values() for cid in record.chunk_ids}
+        if self.store.count(key) <= len(live):  # none: skip reading every chunk's record
+            return
         orphans = [cid for cid in self.store.chunk_ages(key) if cid not in live]
         self.store.delete_chunks(key, orphans)
 
@@ -318,8 +352,31 @@ class Indexer:
         chunks = {c.id: c for c in self.store.get_chunks(key, wanted)}
         return [chunks[cid] for cid in wanted if cid in chunks]
 
-    def _save_keyword_index(self, key: str, generation: int, chunks: Sequence[Chunk]) -> None:
-        index = KeywordIndex.build([c.id for c in chunks], [c.embed_text for c in chunks])
+    def _save_keyword_index(
+        self, key: str, generation: int, live: dict[str, FileRecord], fresh: Sequence[Chunk]
+    ) -> None:
+        """Index the live chunks' keyword terms: those of chunks seen before from the cache
+        (ids are content digests), the others made from `fresh` (this run's chunks) or the
+        store's text and cached; TERMS_BATCH at a time either way."""
+        ids = [cid for record in live.values() for cid in record.chunk_ids]
+        known = set(self.cache.get_derived_keys(TERMS_KIND, ids))
+        missing = [cid for cid in ids if cid not in known]
+        for start in range(0, len(missing), TERMS_BATCH):
+            self._make_terms(key, missing[start : start + TERMS_BATCH], fresh)
+
+        def stored() -> Iterator[tuple[str, ChunkTerms]]:
+            for start in range(0, len(ids), TERMS_BATCH):
+                batch = ids[start : start + TERMS_BATCH]
+                found = self.cache.get_derived(TERMS_KIND, batch)
+                damaged: list[str] = []
+                for cid in batch:
+                    try:
+                        yield cid, ChunkTerms.from_bytes(found[cid])
+                    except (KeyError, ValueError):
+                        damaged.append(cid)
+                yield from self._make_terms(key, damaged, fresh).items()
+
+        index = KeywordIndex.from_terms(stored())
         folder = keyword_folder(self.index_dir, key, generation)
         if folder.parent.exists() and not folder.parent.is_dir():  # our cache's place: ours
             folder.parent.unlink()
@@ -337,6 +394,21 @@ class Indexer:
                 f"cannot write the keyword index in {folder.parent}: {exc.strerror or exc} "
                 f"({advice}, then run `bekb index` again; the previous index still serves)"
             ) from exc
+
+    def _make_terms(
+        self, key: str, ids: Sequence[str], fresh: Sequence[Chunk]
+    ) -> dict[str, ChunkTerms]:
+        """The keyword terms of chunks `ids` (found in `fresh` or read from the store),
+        cached; a chunk the store no longer has is left out."""
+        if not ids:
+            return {}
+        wanted = set(ids)
+        chunks = {c.id: c for c in fresh if c.id in wanted}
+        chunks.update((c.id, c) for c in self.store.get_chunks(key, sorted(wanted - set(chunks))))
+        todo = [cid for cid in ids if cid in chunks]
+        made = dict(zip(todo, chunk_terms([chunks[cid].embed_text for cid in todo]), strict=True))
+        self.cache.put_derived(TERMS_KIND, {cid: terms.to_bytes() for cid, terms in made.items()})
+        return made
 
     def _save_adapter(
         self,

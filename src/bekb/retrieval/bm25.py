@@ -10,7 +10,10 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Collection, Sequence
+import sys
+import zlib
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +83,44 @@ def _tokenize(texts: Sequence[str], *, ids: bool, split: bool = True) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class ChunkTerms:
+    """What the keyword index takes from one chunk's text: its BM25 tokens (stemmed,
+    stopwords dropped, identifiers also split into their words), the stems of its words as
+    written (no identifier split), and its identifier-shaped words."""
+
+    tokens: tuple[str, ...]
+    words: frozenset[str]
+    names: frozenset[str]
+
+    def to_bytes(self) -> bytes:
+        """A compact stored form (`from_bytes` reads it back)."""
+        fields_ = [list(self.tokens), sorted(self.words), sorted(self.names)]
+        return zlib.compress(json.dumps(fields_).encode("utf-8"))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ChunkTerms:
+        """Read what `to_bytes` wrote; ValueError when it is damaged."""
+        try:
+            tokens, words, names = json.loads(zlib.decompress(data))
+        except (zlib.error, TypeError) as exc:
+            raise ValueError("damaged chunk terms") from exc
+        return cls(tuple(map(sys.intern, tokens)), frozenset(words), frozenset(names))
+
+
+def chunk_terms(texts: Sequence[str]) -> list[ChunkTerms]:
+    """The keyword terms of each text (tokens interned: a corpus repeats them endlessly, and
+    one string per occurrence cost ~50 bytes a token at 10x the workspace)."""
+    if not texts:
+        return []
+    tokens = _tokenize(texts, ids=False)
+    words = _tokenize(texts, ids=False, split=False)
+    return [
+        ChunkTerms(tuple(map(sys.intern, t)), frozenset(w), frozenset(identifiers(text)))
+        for t, w, text in zip(tokens, words, texts, strict=True)
+    ]
+
+
 class KeywordIndex:
     """BM25 over a fixed list of chunks; `search` returns chunk ids with their scores."""
 
@@ -98,18 +139,33 @@ class KeywordIndex:
         self.vocabulary = vocabulary
         # Identifier-shaped words the documents use (`router.yaml`, `pg_repack`), lower-cased.
         self.identifiers = identifiers or set()
+        self._last_scores: tuple[str, Any] | None = None
 
     @classmethod
     def build(cls, chunk_ids: Sequence[str], texts: Sequence[str]) -> KeywordIndex:
         """Index `texts` (one per chunk id)."""
+        return cls.from_terms(zip(chunk_ids, chunk_terms(texts), strict=True))
+
+    @classmethod
+    def from_terms(cls, terms: Iterable[tuple[str, ChunkTerms]]) -> KeywordIndex:
+        """Index chunks by their terms ((chunk id, terms) pairs): what an index run does,
+        with the terms of chunks it has seen before taken from its cache. Only the tokens of
+        each are kept while indexing (`terms` may be a generator)."""
         import bm25s
 
+        chunk_ids: list[str] = []
+        tokens: list[list[str]] = []
+        words: set[str] = set()
+        named: set[str] = set()
+        for chunk_id, chunk in terms:
+            chunk_ids.append(chunk_id)
+            tokens.append(list(chunk.tokens))
+            words |= chunk.words
+            named |= chunk.names
         model = bm25s.BM25()
-        if texts:
-            model.index(_tokenize(texts, ids=True), show_progress=False)
-        words = _tokenize(texts, ids=True, split=False).vocab if texts else {}
-        named = set().union(*(identifiers(text) for text in texts)) if texts else set()
-        return cls(chunk_ids, model, set(words), named)
+        if tokens:
+            model.index(tokens, show_progress=False)
+        return cls(chunk_ids, model, words, named)
 
     def save(self, folder: Path) -> None:
         """Write the index to `folder` (created)."""
@@ -207,11 +263,20 @@ class KeywordIndex:
         return {cid: float(every[self._position[cid]]) for cid in wanted}
 
     def _all_scores(self, query: str) -> Any:
-        """Every chunk's score for `query` (an array), or None when no query term counts."""
+        """Every chunk's score for `query` (an array), or None when no query term counts.
+
+        The last query's are kept: a search asks for them twice (`search`, then `scores`
+        of the dense candidates), and each costs a pass over every chunk.
+        """
         if not self.chunk_ids:
             return None
+        last = self._last_scores  # one read: another thread may replace it meanwhile
+        if last is not None and last[0] == query:
+            return last[1]
         tokens = _tokenize([query], ids=False)[0]
-        return self._model.get_scores(tokens) if tokens else None
+        every = self._model.get_scores(tokens) if tokens else None
+        self._last_scores = (query, every)
+        return every
 
 
 def keyword_folder(index_dir: Path, key: str, generation: int) -> Path:
