@@ -154,6 +154,17 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def ctrl_c_reaches_child() -> None:
+    """`preexec_fn` for a subprocess a test sends SIGINT: Ctrl-C acts on it as from a terminal.
+
+    Why: a test run started in the background (`make test-rest &`, some CI runners) ignores
+    SIGINT, children inherit that, and Python then installs no KeyboardInterrupt handler.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def tiny_root(tmp_path: Path) -> Path:
     """A writable copy of tests/fixtures/corpus (a workspace with one agent file)."""

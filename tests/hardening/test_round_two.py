@@ -19,7 +19,7 @@ from pathlib import Path
 
 import chroma_server as servers
 import pytest
-from conftest import TINY_AGENT, HashingEmbedder, assert_consistent
+from conftest import TINY_AGENT, HashingEmbedder, assert_consistent, ctrl_c_reaches_child
 from hardening_support import HASHING_CLI, clean_env, error_line, probe, run_cli, tally
 
 from bekb import ConfigError, IndexStateError, KnowledgeBase, Settings, UsageError
@@ -414,12 +414,13 @@ def test_ctrl_c_prints_interrupted_and_exits_130(tiny_settings):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_reaches_child,
     )  # fmt: skip
     time.sleep(4)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
 
-    assert process.returncode == 130
+    assert process.returncode == 130, err
     assert err.splitlines()[-1] == "interrupted"
     tally("second round: the command line", 1)
 

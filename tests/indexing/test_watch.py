@@ -13,7 +13,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import TINY_AGENT, HashingEmbedder, assert_consistent, store_state
+from conftest import (
+    TINY_AGENT,
+    HashingEmbedder,
+    assert_consistent,
+    ctrl_c_reaches_child,
+    store_state,
+)
 
 from bekb import BekbError, IndexLockedError, IndexReport, KnowledgeBase, Settings
 from bekb.domain import SkippedFile
@@ -345,6 +351,7 @@ def test_cli_index_watch_prints_a_line_per_rebuild_and_stops_on_ctrl_c(tiny_root
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=ctrl_c_reaches_child,
     )
     try:
         assert process.stdout is not None
