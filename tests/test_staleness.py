@@ -257,13 +257,10 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     import time
     import types
 
-    from bekb import knowledge_base
     from bekb.indexing import freshness
 
     now = [time.monotonic()]  # not before what fixtures set up already saw
-    fake = types.SimpleNamespace(monotonic=lambda: now[0])
-    monkeypatch.setattr(freshness, "time", fake)
-    monkeypatch.setattr(knowledge_base, "time", fake)
+    monkeypatch.setattr(freshness, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
     return now
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,8 +81,6 @@ class KnowledgeBase:
         self._store: ChromaStore | None = None
         self._retriever: Retriever | None = None
         self._models: EmbeddingModels | None = None
-        self._selection: Selection | None = None
-        self._selection_checked = float("-inf")  # when it was last found current
         self._tokenizer: ModelTokenizer | None = None
         self._freshness = Freshness()
         # Searches may run in several threads at once (the MCP server's tools): the parts
@@ -157,8 +155,6 @@ class KnowledgeBase:
 
     def _retrieval(self) -> Retriever:
         if self._retriever is None:
-            from functools import partial
-
             from bekb.retrieval.rerank import Reranker
             from bekb.retrieval.retriever import Retriever
 
@@ -177,25 +173,13 @@ class KnowledgeBase:
     def selection(self, *, max_age: float = 0.0) -> Selection:
         """The files the settings select under the root (reused while no folder changed;
         with `max_age`, reused unchecked for that many seconds after the last check)."""
+        s = self.settings
+        make = partial(
+            select_files, s.root, agent_files=s.agent_files, scope=s.scope, include=s.include,
+            exclude=s.exclude,
+        )  # fmt: skip
         with self._parts:
-            now = time.monotonic()
-            current = self._selection
-            if current is not None:
-                if now - self._selection_checked < max_age:
-                    return current
-                if current.still_current():
-                    self._selection_checked = now
-                    return current
-            self._selection_checked = now
-            s = self.settings
-            self._selection = select_files(
-                s.root,
-                agent_files=s.agent_files,
-                scope=s.scope,
-                include=s.include,
-                exclude=s.exclude,
-            )
-            return self._selection
+            return self._freshness.selection(make, max_age=max_age)
 
     # -- corpus ------------------------------------------------------------------------------
 
@@ -456,8 +440,6 @@ class KnowledgeBase:
             chat.ask("how do I implement a saga?")
             chat.ask("and how do I test the compensations?")
         """
-        from functools import partial
-
         from bekb.answering.conversation import Conversation
 
         return Conversation(partial(self.ask, k=k, persona=persona, use_llm=use_llm, expand=expand))

@@ -10,7 +10,7 @@ import typer
 from bekb import Conversation, KnowledgeBase, UsageError
 from bekb.cli import render
 from bekb.cli.app import open_kb
-from bekb.cli.query import FullPath, answer_on_terminal, ready
+from bekb.cli.query import FullPath, NoLlm, answer_on_terminal, ready
 from bekb.inputs import MAX_K, check_k
 
 HELP_LINES = (
@@ -28,9 +28,7 @@ def register(app: typer.Typer) -> None:
 
 def chat_command(
     ctx: typer.Context,
-    no_llm: Annotated[
-        bool, typer.Option("--no-llm", help="Quote the best passages; do not call Claude.")
-    ] = False,
+    no_llm: NoLlm = False,
     persona: Annotated[
         str | None, typer.Option("--as", help="Answer as another agent file (name or path).")
     ] = None,

@@ -75,6 +75,9 @@ FullPath = Annotated[
     bool,
     typer.Option("--full-path", help="Print absolute paths (default: relative to the root)."),
 ]
+NoLlm = Annotated[
+    bool, typer.Option("--no-llm", help="Quote the best passages; do not call Claude.")
+]
 
 
 def search_command(
@@ -149,9 +152,7 @@ def show_command(
 def ask_command(
     ctx: typer.Context,
     question: Annotated[str, typer.Argument(help="Your question.")],
-    no_llm: Annotated[
-        bool, typer.Option("--no-llm", help="Quote the best passages; do not call Claude.")
-    ] = False,
+    no_llm: NoLlm = False,
     llm: Annotated[
         str | None, typer.Option("--llm", help="`anthropic` to require synthesis by Claude.")
     ] = None,

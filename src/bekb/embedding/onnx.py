@@ -65,8 +65,9 @@ class OnnxEmbedder:
     """The same model from its ONNX export, run by onnxruntime: no torch, fast to start.
 
     Texts are run in batches of `batch_size`, grouped by length so that batches pad little.
-    With `sessions` > 1 the batches are shared among that many sessions running at once,
-    each on its own share of the cores (onnxruntime releases the GIL while it runs).
+    With `sessions` > 1 the batches are shared among that many sessions running at once
+    (onnxruntime releases the GIL while it runs). `threads` is each session's; 0 gives one
+    session every core and several sessions an even share of them.
     """
 
     def __init__(
@@ -84,7 +85,7 @@ class OnnxEmbedder:
             meta = json.loads((folder / "meta.json").read_text())
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3
-            if sessions > 1:
+            if threads == 0 and sessions > 1:
                 threads = max(1, (os.cpu_count() or 1) // sessions)
             options.intra_op_num_threads = threads  # 0: onnxruntime's choice (every core)
             self._sessions = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,17 +29,36 @@ class _Check:
 
 
 class Freshness:
-    """Compares files with records by stat, hashing only files whose stat moved.
+    """Compares files with records by stat, hashing only files whose stat moved; keeps the
+    file selection while it is current.
 
     A file found unchanged behind a new stat (a checkout or copy touched it) is remembered
     and trusted by that stat from then on, so a search does not hash the whole corpus again
-    until the next `index()`.
+    until the next `index()`. Both the selection and the last comparison can be reused
+    unchecked for a while (`max_age`, RECHECK_SECONDS for searches).
     """
 
     def __init__(self) -> None:
         self._restat: dict[str, SourceFile] = {}
         self._lock = threading.Lock()  # searches in several threads share one
         self._last: _Check | None = None
+        self._selection: Selection | None = None
+        self._selection_at = float("-inf")  # when it was last found current
+
+    def selection(self, make: Callable[[], Selection], *, max_age: float = 0.0) -> Selection:
+        """The selection `make` returns, reused while no folder it read has changed; with
+        `max_age`, reused unchecked for that many seconds after the last check. The caller
+        serialises calls (making a selection walks the tree)."""
+        now = time.monotonic()
+        current = self._selection
+        if current is not None:
+            if now - self._selection_at < max_age:
+                return current
+            if current.still_current():
+                self._selection_at = now
+                return current
+        self._selection, self._selection_at = make(), now
+        return self._selection
 
     def plan(self, records: Mapping[str, FileRecord], selection: Selection) -> Plan:
         """The selected files compared with `records` (what an index run would do)."""
