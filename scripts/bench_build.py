@@ -226,8 +226,14 @@ def table(r: dict[str, Any], command: str) -> str:
                 f"{ws['wall']:.1f} s, peak RSS {ws['rss_mb']:.0f} MB (stages, s: "
                 f"{stages(ws['report'])}) | {ws['wall'] / ws_alone['wall']:.2f}x |"
             )
+    scope = (
+        "the workspace rows: the whole workspace of `../shared/corpus`, `--scope workspace`, "
+        "read in place; "
+        if "workspace" in r
+        else ""
+    )
     return (
-        f"`{command}` on a copy of the cited set of `../shared/corpus` (every build a fresh "
+        f"`{command}` on a copy of the cited set of `../shared/corpus` ({scope}every build a fresh "
         f"process, run one after another), 2 CPUs, 1-minute load {r['load_start']:.1f} at the "
         f"start and {r['load_end']:.1f} at the end.\n\n" + "\n".join(rows) + "\n"
     )
