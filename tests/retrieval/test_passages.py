@@ -159,6 +159,12 @@ def fenced_blocks(lines: list[str]) -> list[tuple[int, int]]:
     return blocks
 
 
+def fences_opened(lines: list[str]) -> int:
+    """Fenced code blocks opened in `lines` (closed or not)."""
+    fences = [line for line in lines if line.startswith("```")]
+    return (len(fences) + 1) // 2
+
+
 @PROPERTY
 @given(document=documents(), data=st.data())
 def test_passages_from_any_ranking_of_a_generated_document(counter, document, data):
@@ -193,12 +199,22 @@ def test_passages_from_any_ranking_of_a_generated_document(counter, document, da
                 if n not in in_frontmatter]  # fmt: skip
         assert says("\n".join(body)) > 0, hit.text
         # Bounded: past the bounds only while completing a heading or fragment (or when one
-        # chunk alone holds several code blocks).
-        code_blocks = len(fenced_blocks(hit.text.splitlines()))
-        most = max(len(fenced_blocks(c.text.splitlines())) for c in members)
-        if len(members) > 1 and (hit.end_line - hit.start_line + 1 > MAX_LINES
-                                 or code_blocks > max(MAX_CODE_BLOCKS, most)):  # fmt: skip
-            head = members[:-1]
+        # chunk alone holds several code blocks): what the passage held before the chunk that
+        # crossed a bound said too little. Completion runs forward from the anchor (the
+        # ranked chunk the passage scores as); later joins add lines only within the line
+        # bound and no code block past it.
+        anchor = candidates[round(1 / hit.score) - 1]
+        start = [c.id for c in members].index(anchor.id)
+        bound = max(MAX_CODE_BLOCKS, max(len(fenced_blocks(c.text.splitlines())) for c in members))
+        crossed = []
+        if len(members) > 1 and hit.end_line - hit.start_line + 1 > MAX_LINES:
+            crossed.append((0, len(members) - 1))
+        if len(fenced_blocks(hit.text.splitlines())) > bound:
+            opened = [fences_opened(lines[anchor.start_line - 1 : c.end_line]) for c in members]
+            crossing = next(i for i in range(start, len(members)) if opened[i] > bound)
+            crossed.append((start, crossing))
+        for first, at in crossed:
+            head = members[first:at]
             assert (
                 head[-1].kind == "frontmatter"
                 or sum(says(c.text) for c in head if c.kind != "frontmatter") < MIN_TEXT_LINES
