@@ -158,6 +158,13 @@ def test_the_cli_module_loads_no_heavy_dependency():
     assert not HEAVY & loaded_after("import bekb.cli.app; bekb.cli.app.build_app()")
 
 
+def test_importing_bekb_or_its_entry_point_loads_nothing_yet():
+    # The entry point catches Ctrl-C only once it runs: until then nothing may be slow.
+    loaded = loaded_after("import bekb, bekb.__main__")
+    assert {"pydantic", "typer", "bekb.knowledge_base", "bekb.settings"}.isdisjoint(loaded)
+    assert "bekb.knowledge_base" in loaded_after("from bekb import KnowledgeBase")
+
+
 def test_a_search_imports_neither_torch_nor_anthropic(cited_index):
     code = (
         "from bekb import KnowledgeBase, Settings\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import bekb
 
 
@@ -45,3 +47,9 @@ def test_every_exported_name_exists_and_errors_share_one_root():
         value = getattr(bekb, name)
         if name.endswith("Error"):
             assert issubclass(value, bekb.BekbError)
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'KnowledgeBsae'"):
+        bekb.KnowledgeBsae  # noqa: B018
+    assert set(bekb.__all__) <= set(dir(bekb))

@@ -1,7 +1,7 @@
 """Hostile questions and arguments: whatever is pasted, the library answers or raises UsageError,
 and the CLI prints one line and exits 2 for usage errors (0 with documented clamping).
 
-CLI cases run `bekb.cli.app.main()` in this process with the hashing model (fast); the few that
+CLI cases run `bekb.cli.app.run()` in this process with the hashing model (fast); the few that
 depend on a real process (argv bytes, stdout encoding) run the hashing CLI as a subprocess.
 """
 

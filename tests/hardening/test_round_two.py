@@ -425,6 +425,30 @@ def test_ctrl_c_prints_interrupted_and_exits_130(tiny_settings):
     tally("second round: the command line", 1)
 
 
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.2, 0.3, 0.5])
+def test_ctrl_c_while_bekb_starts_is_never_a_traceback(tiny_settings, delay):
+    # `python -m bekb` as the `bekb` script runs it: a Ctrl-C may land while it imports.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bekb", "--root", str(tiny_settings.root), "--index-dir",
+         str(tiny_settings.index_dir), "status"],
+        env=clean_env({"BEKB_AGENT_FILES": TINY_AGENT}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ctrl_c_reaches_child,
+    )  # fmt: skip
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+
+    assert "Traceback" not in err
+    # Interrupted (130; -SIGINT before Python's own handler exists), or done before the signal.
+    assert process.returncode in (130, -signal.SIGINT, 0), err
+    if process.returncode == 130:
+        assert err.splitlines()[-1] == "interrupted"
+    tally("second round: the command line", 1)
+
+
 def test_a_closed_pipe_ends_the_output_quietly(tiny_kb, tiny_settings):
     tiny_kb.index()
     process = subprocess.Popen(

@@ -6,8 +6,8 @@ nothing found or abstained, when the caller asked for that to count as failure
 (`--fail-empty`); 130 interrupted; 141 output pipe closed early (`bekb search … | head`).
 
 `build_app(factory)` makes the app around any way of opening a knowledge base (tests pass one
-with a stand-in model and run commands in process with typer's CliRunner); `main()` runs it
-with the real one.
+with a stand-in model and run commands in process with typer's CliRunner); `bekb.__main__`
+runs it with the real one.
 """
 
 from __future__ import annotations
@@ -223,8 +223,3 @@ def run(app: typer.Typer, args: Sequence[str] | None = None) -> int:
     except OSError as exc:  # stdout on a full disk
         error_line(f"cannot write the output: {exc.strerror or one_line(exc)}")
         return EXIT_FAILURE
-
-
-def main() -> None:
-    """Entry point of the `bekb` command."""
-    sys.exit(run(build_app()))
