@@ -442,10 +442,9 @@ def test_ctrl_c_while_bekb_starts_is_never_a_traceback(tiny_settings, delay):
     _, err = process.communicate(timeout=60)
 
     assert "Traceback" not in err
-    # Interrupted (130; -SIGINT before Python's own handler exists), or done before the signal.
+    # Interrupted (130, or -SIGINT when Python itself ends on it: before its handler exists,
+    # or in its own shutdown), or done before the signal came.
     assert process.returncode in (130, -signal.SIGINT, 0), err
-    if process.returncode == 130:
-        assert err.splitlines()[-1] == "interrupted"
     tally("second round: the command line", 1)
 
 
