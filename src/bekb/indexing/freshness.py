@@ -94,8 +94,7 @@ class Freshness:
             and now - last.at < max_age
         ):
             return set(last.stale)
-        todo = self.plan(records, selection)
-        stale = {f.source.path for f in todo.work} | set(todo.deleted)
+        stale = self.plan(records, selection).stale
         self._last = _Check(records, selection, now, frozenset(stale))
         return stale
 
@@ -105,8 +104,7 @@ class Freshness:
         """Which of the indexed `paths` changed or vanished since `records` were committed
         (a stat each; a file is read only when its stat moved)."""
         mine = {path: records[path] for path in paths if path in records}
-        todo = self._compare(root, list(mine), mine)
-        return {f.source.path for f in todo.work} | set(todo.deleted)
+        return self._compare(root, list(mine), mine).stale
 
     def corpus_status(
         self, records: Mapping[str, FileRecord], selection: Selection

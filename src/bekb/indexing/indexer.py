@@ -145,7 +145,8 @@ class Indexer:
             superseded = self._write(key, todo, chunks_by_file, vectors, records)
             superseded |= self._forget(key, todo.deleted, records)
             live = self.store.files(key)
-        dimensions = self._dimensions(all_chunks, vectors, active) if all_chunks else 0
+        # Read off a vector before they are dropped; with nothing embedded, from the model.
+        dimensions = len(vectors[text_key(all_chunks[0].embed_text)]) if all_chunks else 0
         del vectors  # written: what follows needs the memory more
         adapt = self._wants_adapter(live)
         with stage("check"):
@@ -160,7 +161,7 @@ class Indexer:
             )
         if not unchanged:  # a no-op run leaves the committed index exactly as it was
             generation = (active.generation if active else 0) + 1
-            dimensions = dimensions or self._dimensions([], {}, active)
+            dimensions = dimensions or self._known_dimensions([])
             with stage("keyword index"):
                 self._save_keyword_index(key, generation, live, all_chunks)
             with stage("query adapter"):
@@ -481,10 +482,3 @@ class Indexer:
         if active is not None and active.model_fingerprint == self.build.model.fingerprint:
             return active.dimensions
         return self._model(texts).dimensions
-
-    def _dimensions(
-        self, chunks: Sequence[Chunk], vectors: dict[str, np.ndarray], active: IndexMeta | None
-    ) -> int:
-        if chunks:
-            return int(vectors[text_key(chunks[0].embed_text)].shape[0])
-        return self._known_dimensions([])

@@ -37,6 +37,11 @@ class Plan:
         """Files to chunk and embed."""
         return self.new + self.changed
 
+    @property
+    def stale(self) -> set[str]:
+        """Paths added, changed or deleted since the records compared with."""
+        return {f.source.path for f in self.work} | set(self.deleted)
+
 
 def read_source(root: Path, path: str) -> LoadedFile | SkippedFile:
     """Read one file as UTF-8 text, or say why it cannot be indexed."""
