@@ -112,7 +112,7 @@ def test_a_new_index_uses_the_machines_export_and_makes_none_of_its_own(
     def no_export(*args: object, **kwargs: object) -> float:
         raise AssertionError("the session's export must be reused, not made again")
 
-    monkeypatch.setattr(backends, "export_in_child", no_export)
+    monkeypatch.setattr(backends, "_make_export", no_export)
     kb = KnowledgeBase.open(tiny_settings)  # the real model, a new index dir
     kb.index()
 
@@ -129,8 +129,9 @@ def test_a_new_index_uses_the_machines_export_and_makes_none_of_its_own(
 def test_two_builds_racing_for_the_first_export_make_it_once(tmp_path, monkeypatch):
     import threading
 
-    from bekb.embedding import backends
+    from bekb.embedding import backends, template
 
+    monkeypatch.setattr(template, "TEMPLATES", tmp_path / "no-templates")  # torch exports it
     calls: list[Path] = []
     real = backends.export_in_child
 

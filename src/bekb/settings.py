@@ -237,8 +237,9 @@ class Settings(BaseSettings):
     index_backend: Literal["onnx", "torch", "onnx-int8"] = Field(
         "onnx",
         description="How chunks are embedded at index time: `onnx` (the model's fp32 ONNX "
-        "export, made once in a child process and checked against sentence-transformers: "
-        "the same vectors, and the indexing process never loads torch), `torch` "
+        "export, made once per machine, from bekb's template for the default model or in a "
+        "torch child process for others, and checked against the model's own vectors: the "
+        "same vectors, and the indexing process never loads torch), `torch` "
         "(sentence-transformers in process) or `onnx-int8` (the export quantised to int8, "
         "one model session per core: builds about twice as fast, vectors within cosine 0.98 "
         "of fp32, ranking within a question or two of fp32 on the dev sets; a separate index "

@@ -30,6 +30,7 @@ from bekb.embedding.onnx import (
     quantize_onnx,
     spread,
 )
+from bekb.embedding.template import assemble_export
 from bekb.errors import EmbeddingError
 from bekb.settings import DEFAULT_EMBED_BATCH_SIZE
 
@@ -133,11 +134,16 @@ def _make_export(spec: ModelSpec, exports_dir: Path, samples: Sequence[str]) -> 
         if ensure_export(base, exports_dir, samples) is None:
             raise EmbeddingError(f"model {spec.name!r} has no faithful ONNX export to quantise")
         quantize_onnx(exports_dir / base.fingerprint, folder)
-    else:
-        try:
-            export_in_child(spec, folder, [*spread(samples, EXPORT_CHECK_SAMPLES), *CHECK_TEXTS])
-        except EmbeddingError:
-            return False
+        return True
+    # bekb's template of the model's export, when it ships one, is ready in about a second;
+    # torch (a child process) takes 6-7 s. A template that does not fit leaves it to torch.
+    with contextlib.suppress(EmbeddingError):
+        if assemble_export(spec, folder) is not None:
+            return True
+    try:
+        export_in_child(spec, folder, [*spread(samples, EXPORT_CHECK_SAMPLES), *CHECK_TEXTS])
+    except EmbeddingError:
+        return False
     return True
 
 
