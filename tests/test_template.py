@@ -48,6 +48,17 @@ def test_the_assembled_export_embeds_as_sentence_transformers(spec, real_embedde
     assert load_export(tmp_path / "export") is not None  # intact, probe recorded
 
 
+def test_the_assembled_export_is_a_valid_onnx_model_with_every_weight(spec, tmp_path):
+    import onnx
+
+    template.assemble_export(spec, tmp_path / "export")
+
+    model = onnx.load(str(tmp_path / "export" / "model.onnx"))
+    onnx.checker.check_model(model)
+    info = json.loads(template.template_for(spec).read_text())  # type: ignore[union-attr]
+    assert {t.name for t in model.graph.initializer} == set(info["weights"])
+
+
 @pytest.mark.slow  # a real torch export (make test-rest)
 def test_the_assembled_export_is_the_torch_export_exactly(spec, tmp_path):
     export_in_child(spec, tmp_path / "torch", list(CHECK_TEXTS))

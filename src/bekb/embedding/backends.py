@@ -135,7 +135,7 @@ def _make_export(spec: ModelSpec, exports_dir: Path, samples: Sequence[str]) -> 
             raise EmbeddingError(f"model {spec.name!r} has no faithful ONNX export to quantise")
         quantize_onnx(exports_dir / base.fingerprint, folder)
         return True
-    # bekb's template of the model's export, when it ships one, is ready in about a second;
+    # bekb's template of the model's export, when it ships one, is ready in half a second;
     # torch (a child process) takes 6-7 s. A template that does not fit leaves it to torch.
     with contextlib.suppress(EmbeddingError):
         if assemble_export(spec, folder) is not None:
