@@ -213,6 +213,8 @@ def main() -> None:
     rate = {(r.surface, r.mode, r.in_flight): r.rps for r in runs}
     ratio = rate[("mcp", "embedded", args.in_flight)] / rate[("mcp", "embedded", 1)]
     print(f"embedded MCP, {args.in_flight} in flight against 1: {ratio:.2f}x")
+    serial = next(r for r in runs if (r.surface, r.mode, r.in_flight) == ("mcp", "embedded", 1))
+    serial_ms = serial.percentile(0.5) * 1000
     cpus = os.cpu_count()
     load = os.getloadavg()[0]
     command = " ".join([".venv/bin/python scripts/bench_serve.py", *sys.argv[1:]])
@@ -239,15 +241,14 @@ query. The MCP server runs its tools in parallel, each on a worker thread (the k
 makes its parts once, under a lock, and shares them; queries are embedded on one ONNX thread
 each, so parallel searches each get a core): with {args.in_flight} in flight, embedded
 throughput is {ratio:.2f}x the one-at-a-time figure on {cpus} CPUs (p95 in the table). Before
-(one tool at a time, ONNX on every core): 36.4 against 23.1 requests/s, 1.58x. The
-issue's 2x is out of reach on 2 CPUs: one request at a time already keeps one CPU busy (the
-server's CPU time per search, about 26 ms, is its whole latency), so 2 CPUs bound the gain at
-2x less what the threads share (the GIL, Chroma's and the tokenizers' locks). Worker processes
-instead of threads were measured too (a prototype, the same stdio client): 1.49-1.57x
-against 1.62-1.73x for threads, the pickling and pipes costing more than the GIL. What made
-searches fast also made the serial figure higher: the same run's one-at-a-time rate is
-{rate[("mcp", "embedded", 1)] / 23.1:.1f}x the 23.1 requests/s before, and 8 in flight
-{rate[("mcp", "embedded", args.in_flight)] / 23.1:.1f}x it.
+(one tool at a time, ONNX on every core; an earlier, slower machine): 36.4 against 23.1
+requests/s, 1.58x. The issue's 2x is out of reach on 2 CPUs: one request at a time already
+keeps one CPU busy (a request's latency, {serial_ms:.1f} ms at p50 here, is CPU time of the
+server or the client, with no waiting), so 2 CPUs bound the gain at 2x less what the threads
+share (the GIL, Chroma's and the tokenizers' locks) and the client's own share of the CPUs.
+Worker processes instead of threads were measured too (a prototype, the same stdio client,
+the earlier machine): 1.49-1.57x against 1.62-1.73x for threads, the pickling and pipes
+costing more than the GIL.
 """
     write_sections(args.docs, {SECTION: section})
     print(f"wrote the {SECTION!r} section of {args.docs}")
