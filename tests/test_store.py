@@ -98,7 +98,11 @@ def test_set_active_round_trips_the_whole_index_meta(store):
 
 
 def test_put_chunks_then_get_chunks_returns_every_field(store):
-    chunks = [chunk(0), chunk(1, kind="code", heading="", context=""), chunk(0, path="b.py")]
+    chunks = [
+        chunk(0),
+        chunk(1, kind="code", heading="", context=""),
+        chunk(0, path="b.py", label="Title"),
+    ]
     vectors = np.vstack([unit(1, 0, 0), unit(0, 1, 0), unit(0, 0, 1)])
 
     store.put_chunks("fp1", chunks, vectors, written_at=123.5)

@@ -72,7 +72,8 @@ class Chunk:
 
     `text` is the exact slice of the file (so a file's chunks, in order, concatenate back to
     the file); `context` is the header prepended to it for embedding (title, description,
-    heading trail).
+    heading trail). `heading` is the trail of the section it belongs to; `label`, when set,
+    the trail a reader is shown instead: the one shared with a short section joined to it.
     """
 
     id: str
@@ -85,6 +86,7 @@ class Chunk:
     text: str
     context: str
     file_sha256: str
+    label: str = ""
 
     @property
     def embed_text(self) -> str:

@@ -93,6 +93,39 @@ def test_bare_heading_joins_the_section_after_it(counter: ModelTokenizer) -> Non
     assert _spans(_chunks(counter, text)) == [("prose", "Sagas > Orchestration", 1, 5)]
 
 
+def test_a_bare_heading_joined_to_the_next_section_leaves_its_label_alone(
+    counter: ModelTokenizer,
+) -> None:
+    (chunk,) = _chunks(counter, f"# Sagas\n\n## Orchestration\n\n{FILLER}\n")
+
+    assert (chunk.heading, chunk.label) == ("Sagas > Orchestration", "")
+
+
+def test_a_short_section_with_text_joined_to_the_next_is_labelled_by_their_shared_trail(
+    counter: ModelTokenizer,
+) -> None:
+    text = f"# Retries\n\n## Backoff\n\nUse jitter.\n\n## Idempotency\n\n{FILLER}\n"
+
+    (chunk,) = _chunks(counter, text)
+
+    # The label covers both sections; what is embedded and assembled stays the section's own.
+    assert (chunk.heading, chunk.label) == ("Retries > Idempotency", "Retries")
+    assert chunk.context == "Retries\nRetries > Idempotency"
+
+
+def test_only_the_chunk_holding_the_joined_section_takes_the_shared_label(
+    counter: ModelTokenizer,
+) -> None:
+    body = "\n\n".join([FILLER] * 12)
+    text = f"# Retries\n\n## Backoff\n\nUse jitter.\n\n## Idempotency\n\n{body}\n"
+
+    chunks = _chunks(counter, text, max_tokens=128)
+
+    assert len(chunks) > 1
+    assert [c.label for c in chunks] == ["Retries"] + [""] * (len(chunks) - 1)
+    assert {c.heading for c in chunks} == {"Retries > Idempotency"}
+
+
 def test_tiny_trailing_piece_is_folded_into_the_chunk_before(counter: ModelTokenizer) -> None:
     text = f"# Sagas\n\n{FILLER}\n\n## Notes\n\n---\n"
 

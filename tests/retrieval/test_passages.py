@@ -74,6 +74,18 @@ def test_chunks_of_other_sections_or_files_stay_apart():
     ]
 
 
+def test_a_passage_is_shown_under_the_label_of_a_chunk_that_joined_two_sections():
+    from dataclasses import replace
+
+    joined = replace(chunk(2), label="Sagas")  # a short section joined to "Orchestration"
+    file = [joined, chunk(3)]
+
+    (alone,) = assemble(ranked(joined), lambda c, step: None)
+    (both,) = assemble(ranked(file[1], file[0]), lookup(file))
+
+    assert (alone.heading, both.heading, both.chunk_ids) == ("Sagas", "Sagas", ("a.md-2", "a.md-3"))
+
+
 def test_a_bare_heading_takes_in_what_it_introduces():
     file = [chunk(0, text="## Read models\n"), chunk(1, start=2), chunk(2, start=6)]
     hits = assemble(ranked(file[0]), lookup(file))

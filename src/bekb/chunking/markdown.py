@@ -47,6 +47,12 @@ class Section:
     blocks: list[list[Piece]] = field(default_factory=list)
     is_frontmatter: bool = False
 
+    @property
+    def has_body(self) -> bool:
+        """Whether the section holds a line of text besides its heading."""
+        pieces = [piece for block in self.blocks for piece in block]
+        return any(p.text.strip() and not _HEADING.match(_line_of(p)) for p in pieces)
+
 
 def parse_frontmatter(lines: list[str]) -> Frontmatter | None:
     """The frontmatter at the top of a file, if any (malformed YAML still counts as one)."""

@@ -177,7 +177,7 @@ def _hit(passage: _Passage) -> Hit:
     anchor = next((c for c in chunks if c.kind != "frontmatter"), chunks[0])
     return Hit(
         path=anchor.path,
-        heading=_shared_heading([c.heading for c in chunks if c.kind != "frontmatter"]),
+        heading=_shared_heading([c.label or c.heading for c in chunks if c.kind != "frontmatter"]),
         start_line=chunks[0].start_line,
         end_line=chunks[-1].end_line,
         text=_joined(chunks),

@@ -726,6 +726,7 @@ def _chunk_metadata(chunk: Chunk, written_at: float) -> dict[str, Any]:
         "path": chunk.path,
         "ordinal": chunk.ordinal,
         "heading": chunk.heading,
+        "label": chunk.label,
         "start_line": chunk.start_line,
         "end_line": chunk.end_line,
         "kind": chunk.kind,
@@ -747,6 +748,7 @@ def _chunk_from(chunk_id: str, text: str | None, data: dict[str, Any]) -> Chunk:
         text=text or "",
         context=str(data.get("context", "")),
         file_sha256=str(data.get("file_sha256", "")),
+        label=str(data.get("label", "")),
     )
 
 
