@@ -32,7 +32,7 @@ def spec() -> ModelSpec:
 
 def test_bekb_ships_the_template_of_the_installed_default_model(spec, real_embedder):
     found = template.template_for(spec)
-    assert found is not None
+    assert found is not None, "no template of this model: run scripts/make_onnx_template.py"
     checks = json.loads(found.read_text())["check"]
     assert [c["text"] for c in checks] == list(CHECK_TEXTS)
     stored = np.array([c["vector"] for c in checks], dtype=np.float32)
