@@ -22,16 +22,13 @@ def matched_lines(
     """The file line numbers of the `limit` lines of `text` (which starts at `first_line`)
     holding the most weight of query stems, in file order, and the stems found. Headings
     are left out (a hit shows its heading trail)."""
-    stem_of = {w: word_stem(w) for w in set(WORD.findall(text))}
-    matching = {w: stem for w, stem in stem_of.items() if stem in weights}
     scored: list[tuple[float, int]] = []
     found: set[str] = set()
-    if not matching:
-        return (), ()
+    # One pass over the lines; `word_stem` is cached, so a word seen again costs a lookup.
     for offset, line in enumerate(text.split("\n")):
         if _HEADING.match(line):
             continue
-        stems = {matching[w] for w in WORD.findall(line) if w in matching}
+        stems = {stem for word in WORD.findall(line) if (stem := word_stem(word)) in weights}
         if stems:
             found |= stems
             scored.append((-sum(weights[s] for s in stems), offset))
