@@ -20,7 +20,7 @@ from bekb.chunking.syntax import GRAMMARS, code_blocks
 from bekb.domain import Chunk, ChunkKind
 from bekb.errors import ConfigError
 
-# Bump when chunk boundaries or context headers change: it forces a full rebuild.
+# Bump when chunk boundaries, context headers or labels change: it forces a full rebuild.
 CHUNKER_VERSION = "7"
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdx"})
 # A context header never takes more than this share of the window.
