@@ -15,7 +15,7 @@ from bekb.chunking.blocks import (
     pieces_of_lines,
     split_lines,
 )
-from bekb.chunking.markdown import first_heading, is_code_block, sections
+from bekb.chunking.markdown import first_heading, is_code_block, sections, shared_heading
 from bekb.chunking.syntax import GRAMMARS, code_blocks
 from bekb.domain import Chunk, ChunkKind
 from bekb.errors import ConfigError
@@ -153,7 +153,7 @@ def _markdown_runs(path: str, text: str, counter: TokenCounter) -> list[_Run]:
     # them too ("Retries" for a short "Backoff" joined to "Idempotency"); a bare heading only
     # leads into the next section. The heading and embedded header stay the section's own
     # (measured: moving them too costs dev.jsonl what it gains dev2.jsonl).
-    covered: list[tuple[str, ...]] = []
+    covered: list[str] = []
     for i, section in enumerate(parts):
         blocks = carried + section.blocks
         size = sum(p.tokens for block in blocks for p in block)
@@ -161,26 +161,16 @@ def _markdown_runs(path: str, text: str, counter: TokenCounter) -> list[_Run]:
         if not section.is_frontmatter and size < MIN_SECTION_TOKENS and not is_last:
             carried = blocks
             if section.has_body:
-                covered.append(section.trail)
+                covered.append(" > ".join(section.trail))
             continue
         heading = " > ".join(section.trail)
-        label = " > ".join(_shared_trail([*covered, section.trail]))
+        label = shared_heading([*covered, heading])
         carried, covered = [], []
         if section.is_frontmatter:
             runs.append(_Run(blocks, "", _header(title, ""), "frontmatter"))
         else:
             runs.append(_Run(blocks, heading, _header(title, heading), label=label))
     return runs
-
-
-def _shared_trail(trails: list[tuple[str, ...]]) -> tuple[str, ...]:
-    """The heading trail every one of `trails` starts with."""
-    shared: list[str] = []
-    for titles in zip(*trails, strict=False):
-        if any(title != titles[0] for title in titles):
-            break
-        shared.append(titles[0])
-    return tuple(shared)
 
 
 def _code_runs(path: str, suffix: str, text: str, counter: TokenCounter) -> list[_Run]:

@@ -10,6 +10,7 @@ concatenate back to it), and sizes measured with the embedding model's own token
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,20 @@ class Section:
         """Whether the section holds a line of text besides its heading."""
         pieces = [piece for block in self.blocks for piece in block]
         return any(p.text.strip() and not _HEADING.match(_line_of(p)) for p in pieces)
+
+
+def shared_heading(headings: Sequence[str]) -> str:
+    """The heading trail all of `headings` share (`A > B` for `A > B > C` and `A > B > D`):
+    what a chunk over two sections, or a passage over several, is labelled by."""
+    if not headings:
+        return ""
+    trails = [h.split(" > ") for h in headings]
+    shared: list[str] = []
+    for parts in zip(*trails, strict=False):
+        if any(p != parts[0] for p in parts):
+            break
+        shared.append(parts[0])
+    return " > ".join(shared)
 
 
 def parse_frontmatter(lines: list[str]) -> Frontmatter | None:

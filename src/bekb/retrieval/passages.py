@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from bekb.chunking.markdown import fence_after
+from bekb.chunking.markdown import fence_after, shared_heading
 from bekb.domain import Chunk, Hit, HitExplain
 
 # A passage with fewer lines of text than this (headings aside) takes in the chunk after it.
@@ -177,7 +177,7 @@ def _hit(passage: _Passage) -> Hit:
     anchor = next((c for c in chunks if c.kind != "frontmatter"), chunks[0])
     return Hit(
         path=anchor.path,
-        heading=_shared_heading([c.label or c.heading for c in chunks if c.kind != "frontmatter"]),
+        heading=shared_heading([c.label or c.heading for c in chunks if c.kind != "frontmatter"]),
         start_line=chunks[0].start_line,
         end_line=chunks[-1].end_line,
         text=_joined(chunks),
@@ -196,17 +196,3 @@ def _joined(chunks: Sequence[Chunk]) -> str:
         gap = chunk.start_line - before.end_line - 1
         parts.append("\n" * max(gap, 0) + chunk.text)
     return "".join(parts)
-
-
-def _shared_heading(headings: Sequence[str]) -> str:
-    """The heading trail all of a passage's sections share (`A > B` for `A > B > C` and
-    `A > B > D`): a passage over several sections is cited by what they have in common."""
-    if not headings:
-        return ""
-    trails = [h.split(" > ") for h in headings]
-    shared: list[str] = []
-    for parts in zip(*trails, strict=False):
-        if any(p != parts[0] for p in parts):
-            break
-        shared.append(parts[0])
-    return " > ".join(shared)
