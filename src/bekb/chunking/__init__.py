@@ -64,12 +64,13 @@ def chunk_file(
     )
     chunks: list[Chunk] = []
     seen: Counter[str] = Counter()
-    labelled: set[int] = set()  # runs whose first chunk (the one holding what was joined) is out
+    previous: _Run | None = None
     for run, piece in placed:
         if not piece.text.strip():
             continue
-        label = "" if id(run) in labelled else run.label
-        labelled.add(id(run))
+        # A run's pieces follow each other; its first chunk holds what was joined to it.
+        label = run.label if run is not previous else ""
+        previous = run
         kind = (
             run.kind if run.kind != "prose" else ("code" if is_code_block(piece.text) else "prose")
         )
