@@ -199,11 +199,12 @@ def load_export(
     return model
 
 
-def record_probe(folder: Path) -> None:
+def record_probe(folder: Path, loaded: OnnxEmbedder | None = None) -> None:
     """Write what `load_export` checks into the export's meta.json: its own vector of
-    PROBE_TEXT, and the model file's sha256 and mtime."""
+    PROBE_TEXT (from `loaded`, the export already loaded, when given), and the model file's
+    sha256 and mtime."""
     meta = json.loads((folder / "meta.json").read_text())
-    vector = OnnxEmbedder(folder).embed([PROBE_TEXT])[0]
+    vector = (loaded or OnnxEmbedder(folder)).embed([PROBE_TEXT])[0]
     model = folder / "model.onnx"
     meta.update(
         probe=[round(float(x), 7) for x in vector],
@@ -211,6 +212,29 @@ def record_probe(folder: Path) -> None:
         model_mtime_ns=model.stat().st_mtime_ns,
     )
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def finish_export(
+    folder: Path,
+    meta: dict[str, Any],
+    texts: Sequence[str],
+    expected: Vectors,
+    minimum: float,
+    disagreement: str,
+) -> float:
+    """Check the export written in `folder` (model and tokenizer) against `expected`, the
+    vectors `texts` should get, and complete it: meta.json with its lowest cosine, model
+    size and probe. Returns that cosine; below `minimum` raises EmbeddingError
+    "`disagreement` (cos …)"."""
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2))  # the model loads it
+    model = OnnxEmbedder(folder)
+    worst = float(np.min(np.sum(expected * model.embed(list(texts)), axis=1)))
+    meta.update(min_cosine=worst, model_bytes=(folder / "model.onnx").stat().st_size)
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+    if worst < minimum:
+        raise EmbeddingError(f"{disagreement} (cos {worst:.4f})")
+    record_probe(folder, model)
+    return worst
 
 
 def _same_model_file(folder: Path) -> bool:
@@ -330,17 +354,15 @@ def _write_checked_export(
         "pooling": pooling,
         "max_tokens": int(embedder.model.max_seq_length or 256),
     }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     sample = list(samples) or ["bekb"]
-    reference = embedder.embed(sample)
-    exported = OnnxEmbedder(tmp).embed(sample)
-    worst = float(np.min(np.sum(reference * exported, axis=1)))
-    meta.update(min_cosine=worst, model_bytes=(tmp / "model.onnx").stat().st_size)
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    if worst < FP32_MIN_COSINE:
-        raise EmbeddingError(f"ONNX export disagrees with sentence-transformers (cos {worst:.4f})")
-    record_probe(tmp)
-    return worst
+    return finish_export(
+        tmp,
+        meta,
+        sample,
+        embedder.embed(sample),
+        FP32_MIN_COSINE,
+        "ONNX export disagrees with sentence-transformers",
+    )
 
 
 def _pooling_mode(modules: list[Any]) -> str | None:
@@ -461,18 +483,12 @@ def _write_quantized(source: Path, tmp: Path) -> float:
     meta.update(
         quantization=f"int8 ({INT8_RECIPE}): MatMul weights per channel, dynamic activations",
         fp32_nodes=fp32_nodes,
+        source=source.name,
     )
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     reference = OnnxEmbedder(source).embed(CHECK_TEXTS)
-    worst = float(np.min(np.sum(reference * OnnxEmbedder(tmp).embed(CHECK_TEXTS), axis=1)))
-    meta.update(
-        min_cosine=worst, source=source.name, model_bytes=(tmp / "model.onnx").stat().st_size
+    return finish_export(
+        tmp, meta, CHECK_TEXTS, reference, INT8_MIN_COSINE, "the int8 model disagrees with fp32"
     )
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    if worst < INT8_MIN_COSINE:
-        raise EmbeddingError(f"the int8 model disagrees with fp32 (cos {worst:.4f})")
-    record_probe(tmp)
-    return worst
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from bekb.embedding.model import ModelSpec, SentenceTransformerEmbedder
-from bekb.embedding.onnx import CHECK_TEXTS, FP32_MIN_COSINE, OnnxEmbedder, record_probe
+from bekb.embedding.onnx import CHECK_TEXTS, FP32_MIN_COSINE, finish_export
 from bekb.errors import EmbeddingError, one_line
 from bekb.files import atomic_folder
 
@@ -76,18 +76,10 @@ def _assemble(spec: ModelSpec, found: Path, tmp: Path) -> float:
         ) from exc
     keys = ("model_id", "dimensions", "pooling", "max_tokens")
     meta: dict[str, Any] = {key: info[key] for key in keys}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    worst = float(np.min(np.sum(OnnxEmbedder(tmp).embed(texts) * expected, axis=1)))
-    meta.update(
-        min_cosine=worst,
-        model_bytes=(tmp / "model.onnx").stat().st_size,
-        made="from bekb's template of the torch export",
+    meta["made"] = "from bekb's template of the torch export"
+    return finish_export(
+        tmp, meta, texts, expected, FP32_MIN_COSINE, "the assembled export disagrees with the model"
     )
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    if worst < FP32_MIN_COSINE:
-        raise EmbeddingError(f"the assembled export disagrees with the model (cos {worst:.4f})")
-    record_probe(tmp)
-    return worst
 
 
 # Why protobuf by hand: the `onnx` package's import (its C++ extension) alone took a third of
