@@ -9,6 +9,8 @@ expansion checks that the cache answers every question (no request).
     flock /tmp/bekb-cpu.lock .venv/bin/python scripts/bench_expand.py \\
         --questions ../shared/eval/dev.jsonl --questions ../shared/eval/dev2.jsonl \\
         --rewrites ../shared/eval/dev-rewrites.jsonl --root ../shared/corpus --index-dir index
+
+`--scope workspace` scores a workspace index (its `full` questions count too).
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from anthropic_server import FakeAnthropic, Reply, text_block  # noqa: E402
 
 from bekb import KnowledgeBase, Settings  # noqa: E402
 
-COLUMNS = ("hit@1", "hit@5", "mrr@10", "evidence@5", "abstain_rate")
+# The eval keys shown, and their column labels.
+COLUMNS = {
+    "hit@1": "hit@1",
+    "hit@5": "hit@5",
+    "mrr@10": "mrr@10",
+    "evidence@5": "evidence@5",
+    "abstain_rate": "abstain",
+    "false_abstain_rate": "false abstain",
+}
 
 
 def main() -> None:
@@ -37,6 +47,7 @@ def main() -> None:
     parser.add_argument("--rewrites", type=Path, required=True)
     parser.add_argument("--root", type=Path, default=None)
     parser.add_argument("--index-dir", type=Path, default=None)
+    parser.add_argument("--scope", choices=("cited", "workspace"), default=None)
     parser.add_argument("--json", action="store_true", help="Print {without, with} as JSON.")
     args = parser.parse_args()
     rewrites = _read_rewrites(args.rewrites)
@@ -45,6 +56,8 @@ def main() -> None:
         flags["root"] = args.root
     if args.index_dir is not None:
         flags["index_dir"] = args.index_dir
+    if args.scope is not None:
+        flags["scope"] = args.scope
     with tempfile.TemporaryDirectory() as tmp, FakeAnthropic() as server:
         questions = _joined(args.questions, Path(tmp) / "questions.jsonl")
         ids = _question_ids(args.questions)
@@ -125,7 +138,7 @@ def _reply(
 
 
 def _table(without: dict[str, Any], with_: dict[str, Any]) -> str:
-    head = f"{'':18}{'n':>4}  " + "  ".join(f"{c[:8]:>15}" for c in COLUMNS)
+    head = f"{'':18}{'n':>4}  " + "  ".join(f"{label:>15}" for label in COLUMNS.values())
     rows = [head, f"{'':24}" + "  ".join(f"{'without → with':>15}" for _ in COLUMNS)]
     groups = [("overall", without["overall"], with_["overall"])]
     groups += [(f"kind {k}", m, with_["by_kind"][k]) for k, m in without["by_kind"].items()]

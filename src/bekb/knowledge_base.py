@@ -306,8 +306,10 @@ class KnowledgeBase:
         """`_search`, and with query expansion (`expand`, or the setting when None; only
         with an API key) also a search for each of Claude's rewrites of `query`, the runs
         fused with the question's own (`fuse_runs`). Whether the corpus covers the question
-        is still judged on the question alone: a rewrite never turns an off-topic question
-        into an answer.
+        is judged on the question's own words: a name the corpus never uses, or a vocabulary
+        it mostly lacks, is not made covered by a rewrite. Only the nearest passage may be
+        one a rewrite found: a question worded far from the documents (a paraphrase) is not
+        taken for off-topic when Claude's rewording of it lands close to a passage.
 
         After `earlier` questions (a conversation), the question is searched together with
         the one before it, which judges coverage ("and how do I test them?" means nothing
@@ -329,9 +331,11 @@ class KnowledgeBase:
         depth = max(count, FUSION_DEPTH)
         result = self._search(base, depth, refresh=refresh, check_fresh=check_fresh, agent=agent)
         runs = [self._search(q, depth, check_fresh=check_fresh, agent=agent) for q in others]
-        weights = run_weights(result.best_similarity, [r.best_similarity for r in runs])
+        nearest = [r.best_similarity for r in runs]
+        weights = run_weights(result.best_similarity, nearest)
         fused = fuse_runs([result.hits, *(r.hits for r in runs)], weights)
-        return replace(result, hits=tuple(fused[:count])), rewrites
+        best = max(result.best_similarity, *nearest)
+        return replace(result, hits=tuple(fused[:count]), best_similarity=best), rewrites
 
     def stale(self) -> tuple[FileStatus, ...]:
         """Files added, changed or deleted since the last index.

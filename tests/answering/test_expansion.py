@@ -135,18 +135,18 @@ def test_default_models_are_current_ids_of_the_installed_sdk():
     assert (s.llm_model, s.expand_model) == ("claude-sonnet-5-5", "claude-haiku-5-5")
 
 
-def _structured(body: dict) -> Reply | None:
-    """Expansion requests get rewrites; answers take the queue."""
+def _structured(body: dict, rewrites: dict[str, str] = REWRITES) -> Reply | None:
+    """Expansion requests get `rewrites`; answers take the queue."""
     if "output_config" not in body:
         return None
-    return Reply(blocks=(text_block([json.dumps(REWRITES)]),))
+    return Reply(blocks=(text_block([json.dumps(rewrites)]),))
 
 
-def test_ask_searches_the_rewrites_and_reports_usage(tiny_kb, anthropic_server, tmp_path):
+@pytest.fixture
+def expanding_kb(tiny_kb, anthropic_server, tmp_path) -> KnowledgeBase:
+    """The tiny corpus, indexed, with a key for the loopback server and expansion on."""
     tiny_kb.index()
-    anthropic_server.responder = _structured
-    anthropic_server.reply("Use a saga.", usage={"cache_read_input_tokens": 80})
-    kb = KnowledgeBase.open(
+    return KnowledgeBase.open(
         tiny_kb.settings,
         embedder=tiny_kb._embedder,
         anthropic_api_key="sk-ant-test",
@@ -155,6 +155,12 @@ def test_ask_searches_the_rewrites_and_reports_usage(tiny_kb, anthropic_server, 
         expand=True,
         llm_timeout=5,
     )
+
+
+def test_ask_searches_the_rewrites_and_reports_usage(expanding_kb, anthropic_server):
+    kb = expanding_kb
+    anthropic_server.responder = _structured
+    anthropic_server.reply("Use a saga.", usage={"cache_read_input_tokens": 80})
 
     answer = kb.ask("compensating action for a failed saga step")
 
@@ -176,21 +182,37 @@ def test_ask_searches_the_rewrites_and_reports_usage(tiny_kb, anthropic_server, 
 
 
 def test_expansion_never_answers_a_question_the_corpus_does_not_cover(
-    tiny_kb, anthropic_server, tmp_path
+    expanding_kb, anthropic_server
 ):
-    tiny_kb.index()
+    kb = expanding_kb
     anthropic_server.responder = _structured
-    kb = KnowledgeBase.open(
-        tiny_kb.settings,
-        embedder=tiny_kb._embedder,
-        anthropic_api_key="sk-ant-test",
-        anthropic_base_url=anthropic_server.url,
-        cache_dir=tmp_path / "cache",
-        expand=True,
-    )
     question = "How do I tune Cassandra compaction with ScyllaDB?"
     plain = kb.ask(question, expand=False)
 
     expanded = kb.ask(question)
 
     assert plain.mode == expanded.mode == "abstain"
+
+
+def test_a_paraphrase_is_answered_when_a_rewrite_lands_on_its_passage(
+    expanding_kb, anthropic_server
+):
+    """Worded far from the documents, the question alone looks off-topic (its nearest
+    passage loosely similar, most of its words unknown to the corpus); Claude's rewording
+    lands on the saga passage, so the question is answered from it."""
+    kb = expanding_kb
+    saga_rewrites = {
+        "keywords": "saga compensating action failed step",
+        "rephrasing": "How does a saga run compensating actions when a step fails?",
+        "passage": "A saga step has a compensating action that undoes it if a later one fails.",
+    }
+    anthropic_server.responder = lambda body: _structured(body, saga_rewrites)
+    anthropic_server.reply("Each step is undone by its compensating action.")
+    question = "when one booking step breaks halfway, how do the earlier ones get rolled back?"
+
+    plain = kb.ask(question, expand=False, use_llm=False)
+    expanded = kb.ask(question)
+
+    assert plain.mode == "abstain"
+    assert expanded.mode == "llm"
+    assert expanded.hits[0].path == "alpha/skills/sagas/SKILL.md"
