@@ -16,6 +16,7 @@ from bekb.embedding.model import resolve_model
 from bekb.embedding.tokenizer import ModelTokenizer
 from bekb.mcp.budget import Budget, compact
 from bekb.mcp.server import build_server
+from bekb.mcp.tools import Tools
 from bekb.settings import DEFAULT_EMBED_MODEL
 
 EVAL = Path(__file__).parents[2].parent / "shared" / "eval"
@@ -52,6 +53,39 @@ def test_fit_text_cuts_at_a_line_and_says_where_to_go_on(tokenizer: ModelTokeniz
     assert budget.fit_text({"text": "short\n"}, "text", first_line=1, how="x") == {
         "text": "short\n"
     }
+
+
+def test_a_line_over_the_budget_is_cut_and_reading_goes_on_after_it(
+    tokenizer: ModelTokenizer,
+) -> None:
+    budget = Budget(80, tokenizer.count)
+    line = " ".join(f"token{i}" for i in range(2000))  # a minified file's one line
+    fitted = budget.fit_text({"text": f"{line}\nnext\n"}, "text", first_line=3, how="read on")
+    assert fitted["text"] and line.startswith(fitted["text"])
+    assert fitted["truncated"]["next_start_line"] == 4
+    assert "first line alone" in fitted["truncated"]["note"]
+    assert budget.tokens(fitted) <= 80
+
+
+def test_get_document_never_pages_on_the_same_line(
+    tmp_path: Path, tokenizer: ModelTokenizer, hashing_embedder: Any
+) -> None:
+    (tmp_path / "docs").mkdir()
+    one_line = " ".join(f"word{i}" for i in range(5000))
+    (tmp_path / "docs" / "long.md").write_text(f"# Long\n{one_line}\nafter\n", encoding="utf-8")
+    settings = Settings.load(
+        root=tmp_path, index_dir=tmp_path / "index", include=("docs/*.md",), agent_files=()
+    )
+    kb = KnowledgeBase.open(settings, embedder=hashing_embedder)
+    kb.index()
+    tools = Tools(kb, Budget(200, tokenizer.count))
+
+    part = tools.get_document("docs/long.md:2", None, None)
+
+    assert part["text"] and one_line.startswith(part["text"])
+    assert (part["start_line"], part["end_line"], part["location"]) == (2, 2, "docs/long.md:2-2")
+    assert part["truncated"]["next_start_line"] == 3
+    assert tools.get_document("docs/long.md", 3, None)["text"] == "after\n"
 
 
 def test_a_second_cut_keeps_the_first_note(tokenizer: ModelTokenizer) -> None:
@@ -102,7 +136,16 @@ def test_paging_through_cut_results_returns_everything_once(
                 page = data(await client.call_tool("list_sources", {"offset": offset}))
                 sources += page["sources"]
                 offset = page.get("truncated", {}).get("next_offset")
-            return {"hits": hits, "text": text, "cuts": cuts, "sources": sources}
+            past_the_end = data(await client.call_tool("list_sources", {"offset": 500}))
+            resource = await client.read_resource(f"bekb://{SAGA_SKILL}")
+            return {
+                "hits": hits,
+                "text": text,
+                "cuts": cuts,
+                "sources": sources,
+                "past_the_end": past_the_end,
+                "resource": resource.contents[0].text,  # type: ignore[union-attr]
+            }
 
     got = run(main)
     expected = small_budget_kb.search("saga", k=20)
@@ -112,6 +155,16 @@ def test_paging_through_cut_results_returns_everything_once(
     assert got["cuts"] > 0
     assert got["text"] == (cited_index.root / SAGA_SKILL).read_text(encoding="utf-8")
     assert [s["path"] for s in got["sources"]] == [s.path for s in small_budget_kb.sources()]
+    assert got["past_the_end"]["sources"] == [] and got["past_the_end"]["total"] == len(
+        got["sources"]
+    )
+    # A resource is cut like get_document, its last line saying where to read on.
+    *kept, note = got["resource"].rstrip("\n").split("\n")
+    assert note.startswith("[cut to") and "get_document" in note
+    next_line = int(note.rsplit("next_start_line=", 1)[1].rstrip("]"))
+    assert "\n".join(kept).rstrip("\n") == "".join(
+        got["text"].splitlines(keepends=True)[: next_line - 1]
+    ).rstrip("\n")
 
 
 def _questions(name: str) -> list[str]:

@@ -14,6 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 Counter = Callable[[Sequence[str]], list[int]]
+# More characters than a token of text takes (about 4 in English and code): the most of an
+# over-long line worth trying to fit.
+CHARS_PER_TOKEN = 8
 
 
 class Budget:
@@ -74,7 +77,23 @@ class Budget:
             more = {} if first_line is None else {"next_start_line": first_line + n}
             return _noted({**data, key: "".join(lines[:n])}, note, more)
 
-        return cut(self._largest(len(lines), cut))
+        whole = self._largest(len(lines), cut)
+        if whole or not lines:
+            return cut(whole)
+        # The first line alone is over the budget (a minified or one-line file): its start
+        # is shown, and reading on starts after it, or paging would ask for it forever.
+        line = lines[0]
+
+        def cut_line(n: int) -> dict[str, Any]:
+            note = (
+                f"its first line alone is over {self.max_tokens} tokens: cut to {n} of "
+                f"{len(line)} characters; {how}"
+            )
+            more = {} if first_line is None else {"next_start_line": first_line + 1}
+            return _noted({**data, key: line[:n]}, note, more)
+
+        # A token covers a few characters: the search need not tokenise the whole line.
+        return cut_line(self._largest(min(len(line), self.max_tokens * CHARS_PER_TOKEN), cut_line))
 
     def _largest(self, count: int, cut: Callable[[int], dict[str, Any]]) -> int:
         """The most items (0..count) that `cut` can keep within the budget (at least 0)."""

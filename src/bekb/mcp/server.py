@@ -39,7 +39,7 @@ from bekb.mcp.schemas import (
     SourcesResult,
     StatusResult,
 )
-from bekb.mcp.tools import History, K, Line, Offset, PersonaName, Query, Tools
+from bekb.mcp.tools import History, K, Line, Offset, PersonaName, Query, SourcesOffset, Tools
 
 INSTRUCTIONS = """\
 bekb is a knowledge base of backend-engineering skill documents (API design, microservices,
@@ -160,6 +160,7 @@ class BekbServer(MCPServer):
         kb: KnowledgeBase,
         tools: Sequence[Tool],
         builds: BackgroundBuild,
+        budget: Budget,
     ) -> None:
         super().__init__(
             "bekb",
@@ -176,13 +177,20 @@ class BekbServer(MCPServer):
             "bekb://{+path}",
             name="document",
             title="An indexed document",
-            description="The full text of an indexed document, by its path under the root.",
+            description="The text of an indexed document, by its path under the root (a long "
+            "one is cut to the tools' token budget, with a last line saying how to read on).",
         )
         def read_document(path: str) -> str:
             try:
-                return kb.document(path)
+                text = kb.document(path)
             except BekbError as exc:
                 raise ResourceNotFoundError(agent_message(exc)) from None
+            how = f"call get_document with path {path!r} and start_line=next_start_line"
+            fitted = budget.fit_text({"text": text}, "text", first_line=1, how=how)
+            cut = fitted.get("truncated")
+            if cut is None:
+                return text
+            return f"{fitted['text']}\n[{cut['note']}; next_start_line={cut['next_start_line']}]\n"
 
     async def list_resources(self) -> list[Resource]:
         """Every indexed document (none before the first build), listed afresh each time."""
@@ -248,7 +256,8 @@ def build_server(kb: KnowledgeBase) -> BekbServer:
     1.62-1.73x over one at a time in threads and 1.49-1.57x in processes, whose pickling
     and pipes cost more than the GIL does (measured side by side, scripts/bench_serve.py).
     """
-    tools = Tools(kb, Budget(kb.settings.mcp_max_tokens, kb.count_tokens))
+    budget = Budget(kb.settings.mcp_max_tokens, kb.count_tokens)
+    tools = Tools(kb, budget)
     builds = BackgroundBuild(kb)
 
     def search(
@@ -272,7 +281,7 @@ def build_server(kb: KnowledgeBase) -> BekbServer:
     ) -> Annotated[CallToolResult, AnswerResult]:
         return _respond(lambda: tools.ask(question, k, persona, include_hits, history))
 
-    def list_sources(offset: Offset = 0) -> Annotated[CallToolResult, SourcesResult]:
+    def list_sources(offset: SourcesOffset = 0) -> Annotated[CallToolResult, SourcesResult]:
         return _respond(lambda: tools.list_sources(offset))
 
     def get_document(
@@ -324,6 +333,7 @@ def build_server(kb: KnowledgeBase) -> BekbServer:
             for fn, title, text, read_only in described
         ],
         builds,
+        budget,
     )
 
 

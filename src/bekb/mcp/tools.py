@@ -16,7 +16,7 @@ from bekb import KnowledgeBase
 from bekb.contracts import answer_json, excerpt_json, sources_json, status_json
 from bekb.domain import Hit, Turn
 from bekb.errors import UsageError
-from bekb.inputs import MAX_K
+from bekb.inputs import MAX_K, MAX_QUESTION_CHARS
 from bekb.mcp.budget import Budget
 from bekb.mcp.schemas import (
     AnswerResult,
@@ -30,9 +30,6 @@ from bekb.mcp.schemas import (
 )
 from bekb.retrieval.snippets import snippet_lines
 
-# A question or query longer than this is no question (and would only cost the agent).
-MAX_QUERY_CHARS = 2000
-
 EXTRACTIVE_NOTICE = (
     "extractive: the best passages quoted, not a written answer (this server answers "
     "without Claude); read them, or the cited ranges with get_document"
@@ -42,13 +39,16 @@ Query = Annotated[
     str,
     Field(
         min_length=1,
-        max_length=MAX_QUERY_CHARS,
+        max_length=MAX_QUESTION_CHARS,
         description='Natural language or keywords, e.g. "saga compensation".',
     ),
 ]
 K = Annotated[int, Field(ge=1, le=MAX_K, description=f"How many passages (1-{MAX_K}).")]
 Offset = Annotated[
     int, Field(ge=0, le=MAX_K - 1, description="Skip this many results (paging; see truncated).")
+]
+SourcesOffset = Annotated[
+    int, Field(ge=0, description="Skip this many documents (paging; see truncated).")
 ]
 PersonaName = Annotated[
     str | None,
@@ -162,8 +162,7 @@ class Tools:
             how="call get_document with start_line=next_start_line for the rest",
         )
         if "truncated" in fitted:
-            shown = fitted["text"].count("\n")
-            fitted["end_line"] = excerpt.start_line + shown - 1
+            fitted["end_line"] = fitted["truncated"]["next_start_line"] - 1
             fitted["location"] = f"{excerpt.path}:{excerpt.start_line}-{fitted['end_line']}"
         return cast(DocumentResult, fitted)
 
