@@ -71,10 +71,11 @@ def read_regular(root: Path, rel: str, *, limit: int = MAX_FILE_BYTES) -> FileBy
         return Unreadable("unreadable (permission denied)")
     except OSError as exc:
         return Unreadable(f"unreadable ({exc.strerror or exc})")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # before fdopen, which refuses a directory itself
+        os.close(fd)
+        return Unreadable(f"not a regular file ({_file_type(info.st_mode)})")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            return Unreadable(f"not a regular file ({_file_type(info.st_mode)})")
         if info.st_size > limit:
             return Unreadable(f"too large ({info.st_size} bytes; the limit is {limit})")
         try:

@@ -47,6 +47,20 @@ def test_a_piped_chat_answers_each_line_and_runs_the_commands(indexed: Knowledge
     )
 
 
+def test_a_bad_question_is_one_error_line_and_the_chat_goes_on(indexed: KnowledgeBase) -> None:
+    s = indexed.settings
+    done = invoke(
+        hashing_app(),
+        ["--root", s.root, "--index-dir", s.index_dir, "chat", "--no-llm"],
+        stdin="a" * 5000 + "\n" + FIRST + "\n",
+        env={"BEKB_AGENT_FILES": TINY_AGENT},
+    )
+    assert done.code == 0
+    errors = [line for line in done.err.splitlines() if line.startswith("error:")]
+    assert errors == ["error: the question is 5000 characters; the limit is 4000"]
+    assert "alpha/skills/sagas/SKILL.md" in done.out
+
+
 def test_show_before_any_answer_says_to_ask_first(indexed: KnowledgeBase) -> None:
     s = indexed.settings
     done = invoke(

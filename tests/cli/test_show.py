@@ -109,6 +109,14 @@ def test_a_fifo_is_refused_without_being_read(bekb, tiny_root):
     assert (done.code, done.err) == (1, "error: cannot read pipe.md: not a regular file (a FIFO)\n")
 
 
+def test_a_directory_is_refused_in_one_line(bekb, tiny_root):
+    done = bekb("show", "alpha")
+    assert (done.code, done.err) == (
+        1,
+        "error: cannot read alpha: not a regular file (a directory)\n",
+    )
+
+
 def test_the_library_raises_usage_error(tiny_settings):
     with pytest.raises(UsageError, match="outside the workspace root"):
         KnowledgeBase.open(tiny_settings).show("/etc/passwd")

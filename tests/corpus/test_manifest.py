@@ -224,6 +224,34 @@ def test_corpus_pin_writes_the_lock_and_prints_a_summary(workspace, tmp_path):
     assert read_lock(out) == build_lock(workspace, [AGENT])
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--agent", "../../etc/passwd"],
+            "error: nothing pinned: agent file ../../etc/passwd (agent file is outside the "
+            "workspace root)\n",
+        ),
+        (
+            ["--agent", AGENT, "--out", "."],
+            "error: cannot write the lock to .: it is a directory\n",
+        ),
+    ],
+    ids=["agent-outside-the-root", "out-is-a-directory"],
+)
+def test_corpus_pin_refuses_in_one_line_and_keeps_the_lock(workspace, tmp_path, args, message):
+    out = tmp_path / "sources.lock.json"
+    save_lock(build_lock(workspace, [AGENT]), out)
+    before = out.read_bytes()
+    if "--out" not in args:
+        args = [*args, "--out", str(out)]
+
+    result = invoke(hashing_app(), ["--root", str(workspace), "corpus", "pin", *args])
+
+    assert (result.code, result.out, result.err) == (2, "", message)
+    assert out.read_bytes() == before
+
+
 @pytest.mark.skipif(not SHARED_CORPUS.is_dir(), reason="the shared corpus is not on this machine")
 def test_sync_outside_a_checkout_uses_the_lock_bekb_ships(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no corpus/sources.lock.json here: as after `pip install bekb`

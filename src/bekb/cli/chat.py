@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bekb import Conversation, KnowledgeBase, UsageError
+from bekb import AnswerError, Conversation, KnowledgeBase, UsageError
 from bekb.cli import render
 from bekb.cli.app import open_kb
 from bekb.cli.query import FullPath, NoLlm, answer_on_terminal, ready
@@ -68,7 +68,10 @@ def chat_command(
         if line.startswith("/"):
             _command(line, chat, kb, full_path=full_path)
             continue
-        answer_on_terminal(kb, chat.ask, line, full_path=full_path)
+        try:
+            answer_on_terminal(kb, chat.ask, line, full_path=full_path)
+        except (UsageError, AnswerError) as exc:  # this question failed, not the conversation
+            render.echo(f"error: {exc}", err=True)
 
 
 def _command(line: str, chat: Conversation, kb: KnowledgeBase, *, full_path: bool) -> None:

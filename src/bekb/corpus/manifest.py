@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bekb.corpus.selection import Selection, select_files
-from bekb.errors import CorpusError
+from bekb.errors import CorpusError, UsageError
 from bekb.files import atomic_write
 
 LOCK_VERSION = 1
@@ -120,6 +120,8 @@ def save_lock(lock: Lock, path: Path) -> None:
         ],
     }
     text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if path.is_dir():
+        raise UsageError(f"cannot write the lock to {path}: it is a directory")
     atomic_write(path, text)
 
 
@@ -129,9 +131,12 @@ def build_lock(root: Path, agent_files: Sequence[str]) -> Lock:
     Only files that exist are pinned; unresolved citations are the selection's to report.
     """
     selection = select_files(root, agent_files=agent_files)
+    refused = {skipped.path: skipped.reason for skipped in selection.refused}
+    unusable = [f"{a} ({refused[a]})" for a in agent_files if a in refused]
+    if unusable:  # pinning the rest would replace a good lock with a smaller one
+        raise UsageError(f"nothing pinned: agent file {', '.join(unusable)}")
     repos = _read_sources(selection.root / SOURCES_FILE)
-    refused = {skipped.path for skipped in selection.refused}
-    paths = sorted({*selection.files, *(a for a in agent_files if a not in refused)})
+    paths = sorted({*selection.files, *agent_files})
     files: list[LockedFile] = []
     for rel in paths:
         repo = PurePosixPath(rel).parts[0]
