@@ -212,6 +212,25 @@ def test_corpus_status_lists_every_unresolved_citation_with_why_and_counts(
     ]
 
 
+def test_corpus_status_lists_cited_files_that_are_no_text_as_refused(tmp_path: Path) -> None:
+    root = workspace(tmp_path / "root", "`docs/a.md`, `docs/bin.md`, `docs/latin1.md`\n", ())
+    (root / "docs").mkdir()
+    (root / "docs/a.md").write_text("# A\n", encoding="utf-8")
+    (root / "docs/bin.md").write_bytes(b"# B\n\x00\x01\x02")
+    (root / "docs/latin1.md").write_bytes("# Caf\u00e9\n".encode("latin-1"))
+
+    done = status(root, tmp_path)
+    data = json.loads(status(root, tmp_path, "--json").out)
+
+    assert done.code == 0
+    lines = done.out.splitlines()
+    assert "  new        docs/a.md" in lines
+    assert any(line.startswith("  refused    docs/bin.md: binary") for line in lines), lines
+    assert any(line.startswith("  refused    docs/latin1.md: not valid UTF-8") for line in lines)
+    assert {r["path"] for r in data["refused"]} == {"docs/bin.md", "docs/latin1.md"}
+    assert data["counts"]["refused"] == 2
+
+
 def test_corpus_status_json_keeps_its_keys_and_adds_citations_and_counts(
     mixed_root: Path, tmp_path: Path
 ) -> None:

@@ -119,6 +119,7 @@ class Freshness:
             root=str(selection.root),
             files=tuple(sorted(files, key=lambda f: f.path)),
             unresolved=selection.unresolved,
-            refused=selection.refused,
+            # Refused by selecting (a FIFO, outside the root) or on reading (binary, not UTF-8).
+            refused=(*selection.refused, *todo.skipped),
             unresolved_citations=selection.unresolved_citations,
         )
