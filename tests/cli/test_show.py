@@ -109,6 +109,18 @@ def test_a_fifo_is_refused_without_being_read(bekb, tiny_root):
     assert (done.code, done.err) == (1, "error: cannot read pipe.md: not a regular file (a FIFO)\n")
 
 
+@pytest.mark.parametrize(
+    ("label", "path"),
+    [("alpha/C#.md#C# > Tips (lines 2-3)", "alpha/C#.md"), (f"{SAGAS}#F# (lines 2-3)", SAGAS)],
+)
+def test_a_label_opens_when_the_file_name_or_heading_holds_a_hash(bekb, tiny_root, label, path):
+    (tiny_root / "alpha/C#.md").write_text("# C#\n\n## Tips\n", encoding="utf-8")
+    done = bekb("show", label, "--json")
+    assert done.code == 0, done.err
+    shown = json.loads(done.out)
+    assert (shown["path"], shown["start_line"], shown["end_line"]) == (path, 2, 3)
+
+
 def test_a_directory_is_refused_in_one_line(bekb, tiny_root):
     done = bekb("show", "alpha")
     assert (done.code, done.err) == (

@@ -48,6 +48,7 @@ CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("document_range", "get_document", {"path": SAGA_SKILL, "start_line": 5, "end_line": 9}),
     ("document_location", "get_document", {"path": f"{SAGA_SKILL}:5-9"}),
     ("document_label", "get_document", {"path": f"{SAGA_SKILL}#Saga Orchestration (lines 5-9)"}),
+    ("document_uri", "get_document", {"path": f"bekb://{SAGA_SKILL}:5-9"}),
     ("document_past_end", "get_document", {"path": SAGA_SKILL, "start_line": 100000}),
     ("document_escape", "get_document", {"path": "../../etc/passwd"}),
     ("document_unindexed", "get_document", {"path": "SOURCES.json"}),
@@ -247,7 +248,7 @@ def test_get_document_reads_what_the_other_tools_return(
         "location": f"{SAGA_SKILL}:5-9",
         "text": "".join(lines[4:9]),
     }
-    for label in ("document_range", "document_location", "document_label"):
+    for label in ("document_range", "document_location", "document_label", "document_uri"):
         assert data(session[label]) == expected, label
 
 

@@ -51,10 +51,12 @@ def read_document(root: Path, path: str, indexed: Collection[str]) -> str:
     return got
 
 
+# How the MCP server names a document as a resource: `bekb://<path>`.
+RESOURCE_SCHEME = "bekb://"
 # `path:12` or `path:12-30`, as hits and citations print.
 _LOCATION = re.compile(r"(?P<path>.+?):(?P<start>\d+)(?:-(?P<end>\d+))?")
 # `path#Heading > Sub (lines 12-30)`, the label --json carries.
-_LABEL = re.compile(r"(?P<path>.+?)(?:#.*)? \(lines (?P<start>\d+)-(?P<end>\d+)\)")
+_LABEL = re.compile(r"(?P<path>.+) \(lines (?P<start>\d+)-(?P<end>\d+)\)")
 
 
 def excerpt(
@@ -67,7 +69,8 @@ def excerpt(
 ) -> Excerpt:
     """Lines of a file under `root`, named the way bekb prints a passage: `path`,
     `path:12`, `path:12-30`, a `label` (`path#Heading (lines 12-30)`), each with the path
-    relative to the root or absolute (or a `file://` URI) inside it. With `indexed`, only
+    relative to the root or absolute (or a `file://` URI) inside it, or a resource URI
+    (`bekb://path`). With `indexed`, only
     those files are read. `start_line` and `end_line` replace the range the reference
     names; given alone, the other end is the file's.
 
@@ -99,6 +102,8 @@ def excerpt(
 def _parse_reference(root: Path, reference: str) -> tuple[str, int | None, int]:
     if reference.startswith("file://"):
         reference = unquote(urlparse(reference).path)
+    elif reference.startswith(RESOURCE_SCHEME):  # the MCP server's resource URI
+        reference = reference.removeprefix(RESOURCE_SCHEME)
     if not reference:
         raise UsageError("give a path, e.g. skills/x/SKILL.md:10-20")
     for pattern in (_LABEL, _LOCATION):
@@ -106,8 +111,19 @@ def _parse_reference(root: Path, reference: str) -> tuple[str, int | None, int]:
         if match and not (root / reference).is_file():  # a file may have `:3` in its name
             start = int(match["start"])
             end = int(match["end"]) if match["end"] else start
-            return match["path"], start, end
+            path = match["path"]
+            return (_label_path(root, path) if pattern is _LABEL else path), start, end
     return reference, None, 0
+
+
+def _label_path(root: Path, head: str) -> str:
+    """The file of a label's `path#Heading`: the longest part before a `#` that is a file
+    under `root` (a name may hold `#` itself, `C#.md`), else the part before the first."""
+    cuts = [i for i, ch in enumerate(head) if ch == "#"] + [len(head)]
+    for cut in reversed(cuts):
+        if (root / head[:cut]).is_file():
+            return head[:cut]
+    return head[: cuts[0]]
 
 
 def _relative(root: Path, path: str) -> str:

@@ -26,6 +26,7 @@ from mcp_types import (
 from pydantic import ConfigDict, Field, ValidationError
 
 from bekb import BekbError, KnowledgeBase
+from bekb.corpus.documents import RESOURCE_SCHEME
 from bekb.domain import Persona
 from bekb.errors import AnswerError, IndexNotBuiltError, IndexStateError, UsageError
 from bekb.inputs import MAX_K
@@ -174,7 +175,7 @@ class BekbServer(MCPServer):
         self.builds = builds  # the reindex tool's background build
 
         @self.resource(
-            "bekb://{+path}",
+            RESOURCE_SCHEME + "{+path}",
             name="document",
             title="An indexed document",
             description="The text of an indexed document, by its path under the root (a long "
@@ -199,7 +200,7 @@ class BekbServer(MCPServer):
         sources = await anyio.to_thread.run_sync(self.kb.sources)
         return [
             Resource(
-                uri=f"bekb://{s.path}",
+                uri=f"{RESOURCE_SCHEME}{s.path}",
                 name=s.path,
                 title=s.title,
                 description=s.description or None,
