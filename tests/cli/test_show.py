@@ -85,9 +85,10 @@ def test_a_whole_file_a_single_line_and_a_file_link_are_places_too(tiny_settings
 @pytest.mark.parametrize(
     ("place", "message"),
     [
-        (f"{SAGAS}:900-901", f"error: lines 900-901 are outside {SAGAS} ("),
-        (f"{SAGAS}:5-2", f"error: lines 5-2 are outside {SAGAS} ("),
-        (f"{SAGAS}:0", f"error: lines 0-0 are outside {SAGAS} ("),
+        (f"{SAGAS}:900-901", f"error: line 900 is outside {SAGAS} ("),
+        (f"{SAGAS}:5-900", f"error: lines 5-900 are outside {SAGAS} ("),
+        (f"{SAGAS}:5-2", "error: lines 5-2 run backwards: give the first line first"),
+        (f"{SAGAS}:0", f"error: line 0 is outside {SAGAS} ("),
         ("alpha/nope.md:1-2", "error: no file 'alpha/nope.md' under the workspace root"),
         ("../outside.md", "error: ../outside.md is outside the workspace root "),
         ("/etc/hostname:1", "error: /etc/hostname is outside the workspace root "),

@@ -184,7 +184,7 @@ def test_search_k_and_offset_page_through_one_ranking(session: dict[str, Any]) -
         ("ask_bad_history", "history.0.answer: Field required"),
         ("document_escape", "outside the workspace root"),
         ("document_unindexed", "'SOURCES.json' is not an indexed file: pass a path or location"),
-        ("document_past_end", "are outside"),
+        ("document_past_end", f"line 100000 is outside {SAGA_SKILL} ("),
         ("ask_unknown_persona", "no-such-agent"),
     ],
 )

@@ -93,7 +93,11 @@ def excerpt(
     first, last = (start, end or start) if start is not None else (1, total)
     if start_line is not None or end_line is not None:
         first, last = start_line or 1, end_line or total
-    if first < 1 or last < first or last > total:
+    if not 1 <= first <= total:
+        raise UsageError(f"line {first} is outside {rel} ({total} lines)")
+    if last < first:
+        raise UsageError(f"lines {first}-{last} run backwards: give the first line first")
+    if last > total:
         raise UsageError(f"lines {first}-{last} are outside {rel} ({total} lines)")
     text = "".join(line + "\n" for line in lines[first - 1 : last])
     return Excerpt(rel, first, last, text, total)
