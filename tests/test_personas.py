@@ -232,6 +232,12 @@ def test_ask_as_an_agent_not_configured_says_so_on_stderr_and_in_json(kb, settin
     assert data["persona_notice"] == notice
 
 
+def test_an_empty_persona_is_one_error_line_not_the_default(settings):
+    done = cli(settings, "ask", LEDGER_QUESTION, "--as", " ", "--no-llm")
+    assert (done.code, done.out) == (2, "")
+    assert done.err == "error: the persona is empty: give an agent file's name or path\n"
+
+
 def test_the_mcp_ask_tool_answers_as_an_agent_from_its_own_files(kb):
     tools = Tools(kb, Budget(100_000, lambda texts: [len(t) for t in texts]))
     own = tools.ask(LEDGER_QUESTION, k=None, persona="search", include_hits=True)

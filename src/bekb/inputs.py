@@ -43,3 +43,14 @@ def check_k(k: Any) -> int | None:
     if k < 1:
         raise UsageError(f"k must be at least 1 (got {k})")
     return k
+
+
+def check_persona(name: Any) -> str | None:
+    """`name` as given (None: the configured agent).
+
+    Raises:
+        UsageError: blank (asking for no one is not asking for the default).
+    """
+    if name is not None and not str(name).strip():
+        raise UsageError("the persona is empty: give an agent file's name or path")
+    return name if name is None else str(name)

@@ -34,7 +34,7 @@ from bekb.domain import (
 )
 from bekb.errors import CorpusError, IndexNotBuiltError, StoreError, UsageError
 from bekb.indexing.freshness import RECHECK_SECONDS, Freshness
-from bekb.inputs import MAX_K, check_k, check_text
+from bekb.inputs import MAX_K, check_k, check_persona, check_text
 from bekb.settings import Settings
 
 if TYPE_CHECKING:
@@ -466,6 +466,7 @@ class KnowledgeBase:
         from bekb.answering.persona import parse_agent_file
         from bekb.corpus.agents import load_agent_file
 
+        name_or_path = check_persona(name_or_path)
         if not name_or_path and not self.settings.agent_files:
             raise UsageError(
                 "no agent file configured: set agent_files in bekb.toml or pass --as PATH"

@@ -11,7 +11,7 @@ from bekb import AnswerError, Conversation, KnowledgeBase, UsageError
 from bekb.cli import render
 from bekb.cli.app import open_kb
 from bekb.cli.query import FullPath, NoLlm, answer_on_terminal, ready
-from bekb.inputs import MAX_K, check_k
+from bekb.inputs import MAX_K, check_k, check_persona
 
 HELP_LINES = (
     "Ask a question; a follow-up is understood in the context of the ones before.",
@@ -48,6 +48,7 @@ def chat_command(
     Example: bekb chat --as backend-specialist
     """
     check_k(k)
+    check_persona(persona)
     kb = ready(open_kb(ctx), quiet=False, refresh=False)
     chat = kb.chat(
         k=k,

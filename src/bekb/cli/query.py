@@ -13,7 +13,7 @@ from bekb import Answer, UsageError, contracts
 from bekb.answering.extractive import not_covered
 from bekb.cli import render
 from bekb.cli.app import EXIT_EMPTY, open_kb
-from bekb.inputs import MAX_K, check_k, check_text
+from bekb.inputs import MAX_K, check_k, check_persona, check_text
 
 if TYPE_CHECKING:
     from bekb import KnowledgeBase
@@ -194,6 +194,7 @@ def ask_command(
     persona = argument_text(persona) if persona is not None else None
     check_text(question, "question")
     check_k(k)
+    check_persona(persona)
     use_llm = False if no_llm else (True if llm else None)
     kb = open_kb(ctx)
     if use_llm and not kb.settings.llm_enabled:
