@@ -108,3 +108,23 @@ def test_a_malformed_line_is_a_usage_error_naming_it(tmp_path: Path):
     path.write_text('{"id": "a", "question": "q"}\n{"question": "no id"}\n', encoding="utf-8")
     with pytest.raises(UsageError, match=r"q\.jsonl:2: not a golden question"):
         read_questions(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ('{"id": "a"}', "'question' is missing, empty or not text"),
+        ('{"id": "a", "question": 5}', "'question' is missing, empty or not text"),
+        ('{"question": "q"}', "'id' is missing or empty"),
+        (
+            '{"id": "a", "question": "q", "relevant": "x.md"}',
+            "'relevant' must be a list of strings",
+        ),
+    ],
+)
+def test_a_malformed_question_says_what_is_wrong_once(tmp_path: Path, line: str, why: str):
+    path = tmp_path / "q.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(UsageError) as raised:
+        read_questions(path)
+    assert str(raised.value) == f"{path}:1: not a golden question ({why})"

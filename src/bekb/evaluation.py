@@ -122,7 +122,7 @@ def read_questions(path: Path) -> list[Question]:
             continue
         try:
             out.append(_question(json.loads(line)))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
             raise UsageError(f"{path}:{number}: not a golden question ({exc})") from exc
     if not out:
         raise UsageError(f"{path} holds no questions (one JSON object per line)")
@@ -132,9 +132,11 @@ def read_questions(path: Path) -> list[Question]:
 def _question(row: Any) -> Question:
     if not isinstance(row, dict):
         raise TypeError("a line must be a JSON object")
-    for key in ("id", "question"):
-        if not isinstance(row.get(key), str | int) or not str(row[key]).strip():
-            raise KeyError(f"{key!r} is missing or empty")
+    # ValueError, not KeyError, whose message would be printed in quotes.
+    if not isinstance(row.get("id"), str | int) or not str(row["id"]).strip():
+        raise ValueError("'id' is missing or empty")
+    if not isinstance(row.get("question"), str) or not row["question"].strip():
+        raise ValueError("'question' is missing, empty or not text")
     lists = {key: row.get(key, []) for key in ("relevant", "evidence")}
     for key, value in lists.items():
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
