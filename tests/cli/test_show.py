@@ -122,6 +122,14 @@ def test_a_label_opens_when_the_file_name_or_heading_holds_a_hash(bekb, tiny_roo
     assert (shown["path"], shown["start_line"], shown["end_line"]) == (path, 2, 3)
 
 
+def test_an_empty_file_shows_no_lines(bekb, tiny_root):
+    (tiny_root / "empty.md").write_text("", encoding="utf-8")
+    done = bekb("show", "empty.md", "--json")
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["text"] == ""
+    assert (bekb("show", "empty.md").code, bekb("show", "empty.md:1").code) == (0, 2)
+
+
 def test_a_directory_is_refused_in_one_line(bekb, tiny_root):
     done = bekb("show", "alpha")
     assert (done.code, done.err) == (

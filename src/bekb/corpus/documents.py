@@ -93,6 +93,8 @@ def excerpt(
     first, last = (start, end or start) if start is not None else (1, total)
     if start_line is not None or end_line is not None:
         first, last = start_line or 1, end_line or total
+    if total == 0 and start is None and start_line is None and end_line is None:
+        return Excerpt(rel, 1, 0, "", 0)  # the whole of an empty file: no lines
     if not 1 <= first <= total:
         raise UsageError(f"line {first} is outside {rel} ({total} lines)")
     if last < first:
