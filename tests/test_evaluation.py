@@ -116,6 +116,7 @@ def test_a_malformed_line_is_a_usage_error_naming_it(tmp_path: Path):
         ('{"id": "a"}', "'question' is missing, empty or not text"),
         ('{"id": "a", "question": 5}', "'question' is missing, empty or not text"),
         ('{"question": "q"}', "'id' is missing or empty"),
+        ('{"id": "a", "question": "' + "q" * 4001 + '"}', "the question is 4001 characters"),
         (
             '{"id": "a", "question": "q", "relevant": "x.md"}',
             "'relevant' must be a list of strings",
@@ -127,4 +128,4 @@ def test_a_malformed_question_says_what_is_wrong_once(tmp_path: Path, line: str,
     path.write_text(line + "\n", encoding="utf-8")
     with pytest.raises(UsageError) as raised:
         read_questions(path)
-    assert str(raised.value) == f"{path}:1: not a golden question ({why})"
+    assert str(raised.value).startswith(f"{path}:1: not a golden question ({why}")

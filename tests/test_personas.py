@@ -10,7 +10,7 @@ import pytest
 from cli_support import CliResult, hashing_app, invoke
 from conftest import HashingEmbedder
 
-from bekb import KnowledgeBase, Settings
+from bekb import KnowledgeBase, Settings, UsageError
 from bekb.corpus.selection import select_files
 from bekb.domain import Agent, AgentList, Hit
 from bekb.mcp.budget import Budget
@@ -244,3 +244,5 @@ def test_the_mcp_ask_tool_answers_as_an_agent_from_its_own_files(kb):
     other = tools.ask(LEDGER_QUESTION, k=None, persona="ops", include_hits=True)
     assert {h["path"] for h in own["hits"]} == {RANKING, SHARED}
     assert other["notice"].endswith("answered from the whole index")
+    with pytest.raises(UsageError, match="the persona is empty"):
+        tools.ask(LEDGER_QUESTION, k=None, persona="", include_hits=False)

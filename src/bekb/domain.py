@@ -22,7 +22,10 @@ def passage_label(path: str, heading: str, start_line: int, end_line: int) -> st
 
 
 def location(path: str, start_line: int, end_line: int) -> str:
-    """How a passage is cited and opened: `path:a-b` (editors and terminals read it)."""
+    """How a passage is cited and opened: `path:a-b` (editors and terminals read it); the
+    bare path for no lines (an empty file)."""
+    if end_line < start_line:
+        return path
     lines = f"{start_line}" if start_line == end_line else f"{start_line}-{end_line}"
     return f"{path}:{lines}"
 

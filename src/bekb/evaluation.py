@@ -10,6 +10,7 @@ from typing import Any
 
 from bekb.domain import Hit
 from bekb.errors import UsageError
+from bekb.inputs import check_text
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,10 @@ def _question(row: Any) -> Question:
         raise ValueError("'id' is missing or empty")
     if not isinstance(row.get("question"), str) or not row["question"].strip():
         raise ValueError("'question' is missing, empty or not text")
+    try:  # what every search checks, caught here before any question is searched
+        check_text(row["question"], "question")
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
     lists = {key: row.get(key, []) for key in ("relevant", "evidence")}
     for key, value in lists.items():
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

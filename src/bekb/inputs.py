@@ -46,11 +46,15 @@ def check_k(k: Any) -> int | None:
 
 
 def check_persona(name: Any) -> str | None:
-    """`name` as given (None: the configured agent).
+    """`name` without surrounding space (None: the configured agent).
 
     Raises:
         UsageError: blank (asking for no one is not asking for the default).
     """
-    if name is not None and not str(name).strip():
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise UsageError("the persona must be text")
+    if not name.strip():
         raise UsageError("the persona is empty: give an agent file's name or path")
-    return name if name is None else str(name)
+    return name.strip()

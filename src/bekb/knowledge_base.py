@@ -334,7 +334,8 @@ class KnowledgeBase:
         nearest = [r.best_similarity for r in runs]
         weights = run_weights(result.best_similarity, nearest)
         fused = fuse_runs([result.hits, *(r.hits for r in runs)], weights)
-        best = max(result.best_similarity, *nearest)
+        # Only a rewrite's nearest passage counts for coverage, not a follow-up's own run.
+        best = max([result.best_similarity, *nearest[len(others) - len(rewrites.queries) :]])
         return replace(result, hits=tuple(fused[:count]), best_similarity=best), rewrites
 
     def stale(self) -> tuple[FileStatus, ...]:

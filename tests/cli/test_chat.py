@@ -61,6 +61,18 @@ def test_a_bad_question_is_one_error_line_and_the_chat_goes_on(indexed: Knowledg
     assert "alpha/skills/sagas/SKILL.md" in done.out
 
 
+def test_an_unknown_agent_ends_the_chat_at_once(indexed: KnowledgeBase) -> None:
+    s = indexed.settings
+    done = invoke(
+        hashing_app(),
+        ["--root", s.root, "--index-dir", s.index_dir, "chat", "--no-llm", "--as", "nobody"],
+        stdin=FIRST + "\n" + FIRST + "\n",
+        env={"BEKB_AGENT_FILES": TINY_AGENT},
+    )
+    assert done.code == 2 and done.out == ""
+    assert done.err.count("error:") == 1 and "nobody" in done.err
+
+
 def test_show_before_any_answer_says_to_ask_first(indexed: KnowledgeBase) -> None:
     s = indexed.settings
     done = invoke(

@@ -126,8 +126,17 @@ def test_an_empty_file_shows_no_lines(bekb, tiny_root):
     (tiny_root / "empty.md").write_text("", encoding="utf-8")
     done = bekb("show", "empty.md", "--json")
     assert done.code == 0, done.err
-    assert json.loads(done.out)["text"] == ""
-    assert (bekb("show", "empty.md").code, bekb("show", "empty.md:1").code) == (0, 2)
+    assert (json.loads(done.out)["text"], json.loads(done.out)["location"]) == ("", "empty.md")
+    assert (bekb("show", "empty.md").out, bekb("show", "empty.md:1").code) == ("empty.md\n", 2)
+
+
+def test_lines_are_numbered_as_citations_count_them(bekb, tiny_root):
+    """Only a newline ends a line, as in chunks and editors: a form feed or U+2028 does not."""
+    (tiny_root / "ff.md").write_text("one\x0ctwo\u2028more\r\nthree\n", encoding="utf-8")
+    done = bekb("show", "ff.md:2", "--json")
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["text"] == "three\n"
+    assert json.loads(bekb("show", "ff.md", "--json").out)["total_lines"] == 2
 
 
 def test_a_directory_is_refused_in_one_line(bekb, tiny_root):
@@ -141,3 +150,5 @@ def test_a_directory_is_refused_in_one_line(bekb, tiny_root):
 def test_the_library_raises_usage_error(tiny_settings):
     with pytest.raises(UsageError, match="outside the workspace root"):
         KnowledgeBase.open(tiny_settings).show("/etc/passwd")
+    with pytest.raises(UsageError, match="line 0 is outside"):
+        KnowledgeBase.open(tiny_settings).show(SAGAS, start_line=0)

@@ -228,13 +228,13 @@ def test_corpus_pin_writes_the_lock_and_prints_a_summary(workspace, tmp_path):
     ("args", "message"),
     [
         (
-            ["--agent", "../../etc/passwd"],
-            "error: nothing pinned: agent file ../../etc/passwd (agent file is outside the "
-            "workspace root)\n",
+            ["--agent", "../../etc/passwd", "--out", "{out}"],
+            "error: nothing pinned: ../../etc/passwd: agent file is outside the workspace root "
+            "(name agent files under it)\n",
         ),
         (
-            ["--agent", AGENT, "--out", "."],
-            "error: cannot write the lock to .: it is a directory\n",
+            ["--agent", AGENT, "--out", "{folder}"],
+            "error: cannot write the lock to {folder}: it is a directory\n",
         ),
     ],
     ids=["agent-outside-the-root", "out-is-a-directory"],
@@ -243,13 +243,14 @@ def test_corpus_pin_refuses_in_one_line_and_keeps_the_lock(workspace, tmp_path, 
     out = tmp_path / "sources.lock.json"
     save_lock(build_lock(workspace, [AGENT]), out)
     before = out.read_bytes()
-    if "--out" not in args:
-        args = [*args, "--out", str(out)]
+    names = {"out": str(out), "folder": str(tmp_path)}
+    args = [arg.format(**names) for arg in args]
 
     result = invoke(hashing_app(), ["--root", str(workspace), "corpus", "pin", *args])
 
-    assert (result.code, result.out, result.err) == (2, "", message)
+    assert (result.code, result.out, result.err) == (2, "", message.format(**names))
     assert out.read_bytes() == before
+    assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*.part"))
 
 
 @pytest.mark.skipif(not SHARED_CORPUS.is_dir(), reason="the shared corpus is not on this machine")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
@@ -49,6 +50,7 @@ CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("document_location", "get_document", {"path": f"{SAGA_SKILL}:5-9"}),
     ("document_label", "get_document", {"path": f"{SAGA_SKILL}#Saga Orchestration (lines 5-9)"}),
     ("document_uri", "get_document", {"path": f"bekb://{SAGA_SKILL}:5-9"}),
+    ("document_quoted_uri", "get_document", {"path": f"bekb://{quote(SAGA_SKILL, safe='')}:5-9"}),
     ("document_past_end", "get_document", {"path": SAGA_SKILL, "start_line": 100000}),
     ("document_escape", "get_document", {"path": "../../etc/passwd"}),
     ("document_unindexed", "get_document", {"path": "SOURCES.json"}),
@@ -248,7 +250,8 @@ def test_get_document_reads_what_the_other_tools_return(
         "location": f"{SAGA_SKILL}:5-9",
         "text": "".join(lines[4:9]),
     }
-    for label in ("document_range", "document_location", "document_label", "document_uri"):
+    places = ("document_range", "document_location", "document_label", "document_uri")
+    for label in (*places, "document_quoted_uri"):
         assert data(session[label]) == expected, label
 
 

@@ -48,8 +48,9 @@ def chat_command(
     Example: bekb chat --as backend-specialist
     """
     check_k(k)
-    check_persona(persona)
-    kb = ready(open_kb(ctx), quiet=False, refresh=False)
+    kb = open_kb(ctx)
+    kb.persona(check_persona(persona))  # an unknown agent fails here, not on every question
+    kb = ready(kb, quiet=False, refresh=False)
     chat = kb.chat(
         k=k,
         persona=persona,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from bekb.chunking.blocks import split_lines
 from bekb.domain import Citation, Excerpt, Hit, IndexReport, Progress, heading_tail, location
 
 if TYPE_CHECKING:
@@ -190,8 +191,9 @@ def excerpt_lines(excerpt: Excerpt, *, root: Path, full_path: bool) -> Iterator[
     from rich.text import Text
 
     width = len(str(excerpt.end_line))
-    for number, line in enumerate(excerpt.text.splitlines(), start=excerpt.start_line):
-        yield _numbered(number, width, Text(plain(line)))
+    lines = split_lines(excerpt.text)  # numbered as the file's lines are: only \n ends one
+    for number, line in enumerate(lines, start=excerpt.start_line):
+        yield _numbered(number, width, Text(plain(line.rstrip("\n"))))
 
 
 def answer_lines(

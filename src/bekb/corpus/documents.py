@@ -88,11 +88,14 @@ def excerpt(
         if not (root / rel).exists():
             raise UsageError(f"no file {rel!r} under the workspace root")
         raise CorpusError(f"cannot read {rel}: {got.reason}")
-    lines = got.splitlines()
+    # Numbered as chunks are (only \n ends a line), so a cited range is the lines it cites
+    # in a file holding form feeds or U+2028; a CRLF file's \r is not shown.
+    lines = [line.rstrip("\r\n") for line in split_lines(got)]
     total = len(lines)
     first, last = (start, end or start) if start is not None else (1, total)
     if start_line is not None or end_line is not None:
-        first, last = start_line or 1, end_line or total
+        first = 1 if start_line is None else start_line
+        last = total if end_line is None else end_line
     if total == 0 and start is None and start_line is None and end_line is None:
         return Excerpt(rel, 1, 0, "", 0)  # the whole of an empty file: no lines
     if not 1 <= first <= total:
@@ -109,7 +112,7 @@ def _parse_reference(root: Path, reference: str) -> tuple[str, int | None, int]:
     if reference.startswith("file://"):
         reference = unquote(urlparse(reference).path)
     elif reference.startswith(RESOURCE_SCHEME):  # the MCP server's resource URI
-        reference = reference.removeprefix(RESOURCE_SCHEME)
+        reference = unquote(reference.removeprefix(RESOURCE_SCHEME))
     if not reference:
         raise UsageError("give a path, e.g. skills/x/SKILL.md:10-20")
     for pattern in (_LABEL, _LOCATION):

@@ -132,9 +132,9 @@ def build_lock(root: Path, agent_files: Sequence[str]) -> Lock:
     """
     selection = select_files(root, agent_files=agent_files)
     refused = {skipped.path: skipped.reason for skipped in selection.refused}
-    unusable = [f"{a} ({refused[a]})" for a in agent_files if a in refused]
+    unusable = [f"{a}: {refused[a]}" for a in agent_files if a in refused]
     if unusable:  # pinning the rest would replace a good lock with a smaller one
-        raise UsageError(f"nothing pinned: agent file {', '.join(unusable)}")
+        raise UsageError(f"nothing pinned: {'; '.join(unusable)} (name agent files under it)")
     repos = _read_sources(selection.root / SOURCES_FILE)
     paths = sorted({*selection.files, *agent_files})
     files: list[LockedFile] = []

@@ -120,6 +120,6 @@ class Freshness:
             files=tuple(sorted(files, key=lambda f: f.path)),
             unresolved=selection.unresolved,
             # Refused by selecting (a FIFO, outside the root) or on reading (binary, not UTF-8).
-            refused=(*selection.refused, *todo.skipped),
+            refused=tuple(sorted((*selection.refused, *todo.skipped), key=lambda f: f.path)),
             unresolved_citations=selection.unresolved_citations,
         )

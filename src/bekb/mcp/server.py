@@ -191,7 +191,8 @@ class BekbServer(MCPServer):
             cut = fitted.get("truncated")
             if cut is None:
                 return text
-            return f"{fitted['text']}\n[{cut['note']}; next_start_line={cut['next_start_line']}]\n"
+            kept = fitted["text"] if fitted["text"].endswith("\n") else fitted["text"] + "\n"
+            return f"{kept}[{cut['note']}; next_start_line={cut['next_start_line']}]\n"
 
     async def list_resources(self) -> list[Resource]:
         """Every indexed document (none before the first build), listed afresh each time."""
