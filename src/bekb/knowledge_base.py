@@ -549,11 +549,14 @@ class KnowledgeBase:
     def status(self) -> IndexStatus:
         """The index at a glance: what built it, how big it is, what is stale."""
         from bekb.files import folder_size
+        from bekb.indexing.lock import not_a_folder
         from bekb.retrieval.adapter import stored_adapter
         from bekb.store.health import set_aside_stores
 
         try:
             problem = self.store.problem() if self._has_store() else None
+            if self.settings.index_dir.exists() and not self.settings.index_dir.is_dir():
+                problem = not_a_folder(self.settings.index_dir)
             meta = self._active_or_none()
             records = self.store.files(meta.collection) if meta else {}
         except StoreError as exc:

@@ -250,6 +250,22 @@ def test_status_of_an_index_dir_that_does_not_exist_says_to_index(cli, tmp_path)
     assert (code, out, err) == (0, f"no index in {missing}: run `bekb index`\n", "")
 
 
+def test_status_of_a_file_where_the_index_dir_should_be_says_so(cli, tmp_path):
+    in_the_way = tmp_path / "index"
+    in_the_way.write_text("not an index\n", encoding="utf-8")
+
+    code, out, err = cli(
+        "--root", REPO / "tests/fixtures/corpus", "--index-dir", in_the_way, "status"
+    )
+
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        f"problem     the index dir {in_the_way} is not a folder (a file is in the way): move "
+        "it, or pass another --index-dir",
+        f"no index in {in_the_way}",
+    ]
+
+
 # -- the CLI, as a process ------------------------------------------------------------------------
 
 

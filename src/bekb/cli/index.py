@@ -139,7 +139,8 @@ def status_command(
             f"set aside   {kept}: a damaged store kept for inspection (delete it when done)"
         )
     if not status.built:
-        render.echo(f"no index in {status.index_dir}: run `bekb index`")
+        advice = "" if status.store_problem else ": run `bekb index`"  # the problem says what
+        render.echo(f"no index in {status.index_dir}{advice}")
         return
     render.echo(f"root        {status.root}")
     render.echo(

@@ -13,6 +13,14 @@ from bekb.errors import IndexLockedError, IndexStateError
 LOCK_NAME = "write.lock"
 
 
+def not_a_folder(index_dir: Path) -> str:
+    """What to say when a file stands where the index dir should be."""
+    return (
+        f"the index dir {index_dir} is not a folder (a file is in the way): "
+        "move it, or pass another --index-dir"
+    )
+
+
 @contextlib.contextmanager
 def index_write_lock(
     index_dir: Path, timeout: float, on_wait: Callable[[str], None] | None = None
@@ -22,10 +30,7 @@ def index_write_lock(
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
-        raise IndexStateError(
-            f"the index dir {index_dir} is not a folder (a file is in the way): "
-            "move it, or pass another --index-dir"
-        ) from exc
+        raise IndexStateError(not_a_folder(index_dir)) from exc
     except OSError as exc:
         raise IndexStateError(
             f"cannot create the index dir {index_dir}: {exc.strerror or exc}"
