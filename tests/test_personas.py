@@ -246,3 +246,29 @@ def test_the_mcp_ask_tool_answers_as_an_agent_from_its_own_files(kb):
     assert other["notice"].endswith("answered from the whole index")
     with pytest.raises(UsageError, match="the persona is empty"):
         tools.ask(LEDGER_QUESTION, k=None, persona="", include_hits=False)
+
+
+def test_configured_agent_files_answer_by_name_wherever_they_are(tmp_path):
+    """A project's own layout (`bekb init`'s): agents in a top-level folder or at the root,
+    one without a frontmatter name (its stem names it)."""
+    root = write(
+        tmp_path / "shop",
+        {
+            "agents/pay.md": "---\nname: payments\n---\n\nSee `docs/ledger.md`.\n",
+            "reviewer.md": "You review changes; see `docs/ledger.md`.\n",
+            LEDGER: WORKSPACE[LEDGER],
+        },
+    )
+    settings = Settings.load(
+        root=root, index_dir=tmp_path / "index", agent_files=("agents/pay.md", "./reviewer.md")
+    )
+    kb = KnowledgeBase.open(settings, embedder=HashingEmbedder())
+
+    assert kb.persona("payments").path == "agents/pay.md"
+    assert kb.persona("pay").path == "agents/pay.md"
+    assert kb.persona("reviewer").path == "reviewer.md"
+    assert {p.path for p in kb.personas()} == {"agents/pay.md", "reviewer.md"}
+    kb.index()
+    answer = kb.ask(LEDGER_QUESTION, persona="payments", use_llm=False)
+    assert (answer.persona, answer.persona_notice) == ("payments", "")
+    assert paths(answer.hits) == {LEDGER}

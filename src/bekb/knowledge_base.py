@@ -473,7 +473,9 @@ class KnowledgeBase:
                 "no agent file configured: set agent_files in bekb.toml or pass --as PATH"
             )
         wanted = name_or_path or self.settings.agent_files[0]
-        rel, text = load_agent_file(check_root(self.settings.root), wanted)
+        rel, text = load_agent_file(
+            check_root(self.settings.root), wanted, self.settings.agent_files
+        )
         return parse_agent_file(text, rel)
 
     def personas(self) -> list[Persona]:
@@ -484,7 +486,7 @@ class KnowledgeBase:
 
         root = check_root(self.settings.root)
         found = []
-        for rel in find_agent_files(root).values():
+        for rel in find_agent_files(root, self.settings.agent_files).values():
             try:
                 path, text = load_agent_file(root, rel)
             except CorpusError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import posixpath
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
@@ -45,16 +46,24 @@ def is_agent_path(rel: str) -> bool:
     return AGENTS_DIR in parts[1:-1] or parts[0] == SPECIALISTS_DIR
 
 
-def find_agent_files(root: Path) -> dict[str, str]:
+def find_agent_files(root: Path, configured: Iterable[str] = ()) -> dict[str, str]:
     """Map each agent file's name (frontmatter `name`) to its path relative to `root`.
 
-    Only regular files inside the root count (a symlink out of it, a FIFO or a device is
-    never read). When two files share a name, the first by path wins.
+    The `configured` agent files (the `agent_files` setting) come first and count wherever
+    they are (a project's own `agents/pay.md`), named by their frontmatter `name` or, without
+    one, their stem. Only regular files inside the root count (a symlink out of it, a FIFO
+    or a device is never read). When two files share a name, the first wins.
     """
     if not root.is_dir():
         raise CorpusError(f"workspace root {root} is not a directory: check --root / BEKB_ROOT")
     root = root.resolve()
     found: dict[str, str] = {}
+    for given in configured:
+        rel = posixpath.normpath(PurePosixPath(given).as_posix())
+        text = _read_text(root, rel)
+        if text is not None:
+            fields, _ = split_frontmatter(text)
+            found.setdefault(field_text(fields.get("name")) or PurePosixPath(rel).stem, rel)
     for rel in sorted(_agent_paths(root)):
         name = agent_name(root, rel)
         if name is not None:
@@ -74,9 +83,12 @@ def agent_name(root: Path, rel: str) -> str | None:
     return field_text(fields.get("name")) or PurePosixPath(rel).stem
 
 
-def load_agent_file(root: Path, name_or_path: str) -> tuple[str, str]:
-    """An agent file by path relative to `root`, by frontmatter name, or by file stem:
-    its root-relative path and its text.
+def load_agent_file(
+    root: Path, name_or_path: str, configured: Iterable[str] = ()
+) -> tuple[str, str]:
+    """An agent file by path relative to `root`, by frontmatter name, or by file stem
+    (among the `configured` ones and those `find_agent_files` finds): its root-relative
+    path and its text.
 
     A stem shared by several agent files picks the first by path; pass the full name or the
     path to choose another.
@@ -100,7 +112,7 @@ def load_agent_file(root: Path, name_or_path: str) -> tuple[str, str]:
         if exists:
             given = target.relative_to(root_dir).as_posix()
             return given, _read_agent(root_dir, given)
-    agents = find_agent_files(root_dir)
+    agents = find_agent_files(root_dir, configured)
     found = agents.get(name_or_path) or _by_stem(agents.values(), name_or_path)
     if found is None:
         raise _unknown(name_or_path, agents)
