@@ -152,6 +152,26 @@ def test_search_marks_hits_of_a_changed_file_stale(kb, tiny_root):
     assert [f.path for f in kb.stale()] == [CACHING]  # searching alone re-indexes nothing
 
 
+def test_search_leaves_out_a_deleted_file_and_still_returns_k_hits(kb, tiny_root):
+    before = kb.search("cache lock request saga", k=4)
+    assert CACHING in {h.path for h in before}
+    (tiny_root / CACHING).unlink()
+
+    after = kb.search("cache lock request saga", k=4)
+
+    assert CACHING not in {h.path for h in after} and len(after) == 4
+    assert [(f.path, f.state) for f in kb.stale()] == [(CACHING, "deleted")]  # still known
+
+
+def test_a_file_deleted_between_whole_corpus_checks_is_dropped_from_the_hits(kb, tiny_root, clock):
+    assert CACHING in {h.path for h in kb.search("cache stampede", k=3)}
+    (tiny_root / CACHING).unlink()
+
+    again = kb.search("cache stampede", k=3)  # the same instant: no whole-corpus check
+
+    assert CACHING not in {h.path for h in again}
+
+
 def test_search_with_refresh_reindexes_first(kb, tiny_root):
     append(tiny_root / CACHING, ZEBRA)
     hits = kb.search("zebra lanterns", k=3, refresh=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -246,8 +246,9 @@ class KnowledgeBase:
     def search(self, query: str, *, k: int | None = None, refresh: bool = False) -> list[Hit]:
         """The `k` best passages for `query`, best first.
 
-        Hits from files changed since indexing are marked `stale`; with `refresh` (or the
-        `auto_refresh` setting) the changed files are re-indexed first.
+        Hits from files changed since indexing are marked `stale`, and files deleted since
+        are left out; with `refresh` (or the `auto_refresh` setting) the changed files are
+        re-indexed first.
         """
         return list(self._search(query, k, refresh=refresh).hits)
 
@@ -276,10 +277,10 @@ class KnowledgeBase:
         )
         if snapshot is None and not self._has_store():
             raise IndexNotBuiltError("no index yet: run `bekb index` first")
-        # A passage copied between plugins is cited from the specialist's own file.
-        result = self._retrieval().search(
-            text, min(count, MAX_K), snapshot=snapshot, preferred=selection.cited, allowed=allowed
-        )
+        # A file deleted since indexing is not searched: its passages can be neither opened
+        # nor trusted. A changed one is, its hits marked stale.
+        gone = _deleted(selection.root, stale)
+        result = self._find(text, count, snapshot, selection.cited, allowed, gone)
         if snapshot is not None:
             returned = {h.path for h in result.hits}
             moved = self._freshness.stale_among(snapshot.records, selection.root, returned)
@@ -287,10 +288,30 @@ class KnowledgeBase:
                 self.index()  # changed within the last RECHECK_SECONDS: search again, fresh
                 return self._search(query, k, check_fresh=check_fresh, agent=agent)
             stale |= moved
+            if dropped := _deleted(selection.root, moved):  # within the last RECHECK_SECONDS
+                gone |= dropped
+                result = self._find(text, count, snapshot, selection.cited, allowed, gone)
         if not stale:
             return result
         hits = tuple(replace(h, stale=True) if h.path in stale else h for h in result.hits)
         return replace(result, hits=hits)
+
+    def _find(
+        self,
+        text: str,
+        count: int,
+        snapshot: Snapshot | None,
+        preferred: Collection[str],
+        allowed: Collection[str] | None,
+        gone: set[str],
+    ) -> SearchResult:
+        """The retriever's search of the files `allowed` (None: all) but those `gone`."""
+        if gone and snapshot is not None:
+            allowed = frozenset(snapshot.records if allowed is None else allowed) - gone
+        # A passage copied between plugins is cited from the specialist's own file.
+        return self._retrieval().search(
+            text, min(count, MAX_K), snapshot=snapshot, preferred=preferred, allowed=allowed
+        )
 
     def _search_expanded(
         self,
@@ -699,3 +720,8 @@ class KnowledgeBase:
         if self._store is not None or self.settings.chroma_url:
             return True
         return (self.settings.index_dir / "chroma" / "chroma.sqlite3").is_file()
+
+
+def _deleted(root: Path, paths: Collection[str]) -> set[str]:
+    """Which of the indexed `paths` are no longer files under `root`."""
+    return {path for path in paths if not (root / path).is_file()}

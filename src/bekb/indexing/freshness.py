@@ -104,7 +104,10 @@ class Freshness:
         """Which of the indexed `paths` changed or vanished since `records` were committed
         (a stat each; a file is read only when its stat moved)."""
         mine = {path: records[path] for path in paths if path in records}
-        return self._compare(root, list(mine), mine).stale
+        # A file gone from disk is deleted: the plan of the files still there says so (a
+        # path that cannot be read among those compared would be skipped, never stale).
+        there = [path for path in mine if (root / path).is_file()]
+        return self._compare(root, there, mine).stale
 
     def corpus_status(
         self, records: Mapping[str, FileRecord], selection: Selection
