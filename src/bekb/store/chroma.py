@@ -49,6 +49,11 @@ RETIRE_GRACE = 60.0
 # approximation cost two dev questions their top-5 hit; 500 finds 99.9% for about 1 ms more.
 HNSW_EF_SEARCH = 500
 HNSW = {"space": "cosine", "ef_search": HNSW_EF_SEARCH}
+# Chroma keeps every write in its log until the collection's index is next saved, every
+# `sync_threshold` writes (1,000 by default). The meta collection takes a few writes per
+# build, one of them the 0.8 MB query adapter, so its log grew by that much per build (watch
+# mode: per save); saved every few writes, the log is purged as it goes.
+META_HNSW = {**HNSW, "sync_threshold": 10, "batch_size": 10}
 
 
 @contextlib.contextmanager
@@ -166,9 +171,12 @@ class ChromaStore:
         if name in self._cache:
             return self._cache[name]
         with chroma_errors(f"open collection {name}", self.url, self.folder):
+            meta = name == self._meta_name
             if create:
                 collection = self._client.get_or_create_collection(
-                    name, embedding_function=None, configuration={"hnsw": HNSW}
+                    name,
+                    embedding_function=None,
+                    configuration={"hnsw": META_HNSW if meta else HNSW},
                 )
             else:
                 try:
@@ -177,6 +185,8 @@ class ChromaStore:
                     if _is_missing(exc):
                         return None
                     raise
+            if meta:
+                _purge_often(collection)  # one made before META_HNSW
         self._cache[name] = collection
         return collection
 
@@ -211,6 +221,10 @@ class ChromaStore:
             return missing
         with chroma_errors(action, self.url, self.folder):
             return op(collection)
+
+    @property
+    def _meta_name(self) -> str:
+        return f"{self.prefix}-meta"
 
     def _chunks_name(self, key: str) -> str:
         return f"{self.prefix}-chunks-{key}"
@@ -598,7 +612,7 @@ class MetaRecords:
 
     def __init__(self, store: ChromaStore) -> None:
         self._store = store
-        self._name = f"{store.prefix}-meta"
+        self._name = store._meta_name
 
     def get(self, record_id: str, action: str) -> dict[str, Any] | None:
         """The record's metadata, or None when there is no such record (or no collection)."""
@@ -634,6 +648,14 @@ class MetaRecords:
 
     def _op(self, action: str, op: Callable[[Any], _T]) -> _T:
         return self._store._use(self._name, action, op, missing=cast(_T, None))
+
+
+def _purge_often(collection: Any) -> None:
+    """Give `collection` META_HNSW's sync threshold if it has a larger one."""
+    hnsw = (collection.configuration_json or {}).get("hnsw") or {}
+    if hnsw.get("sync_threshold", 1000) > META_HNSW["sync_threshold"]:
+        keys = ("sync_threshold", "batch_size")
+        collection.modify(configuration={"hnsw": {k: META_HNSW[k] for k in keys}})
 
 
 def _adapter_id(key: str, generation: int) -> str:
