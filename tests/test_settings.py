@@ -39,6 +39,20 @@ def test_config_file_location_can_be_set(tmp_path, monkeypatch):
     assert Settings.load().k == 11
 
 
+def test_bekb_toml_is_found_from_a_folder_inside_the_project(tmp_path, monkeypatch):
+    (tmp_path / "bekb.toml").write_text('root = "corpus"\nk = 9\n')
+    inside = tmp_path / "corpus" / "docs"
+    inside.mkdir(parents=True)
+    monkeypatch.delenv("BEKB_CONFIG", raising=False)
+    monkeypatch.chdir(inside)
+    assert (Settings.load().k, Settings.load().root) == (9, tmp_path / "corpus")
+    (inside / "bekb.toml").write_text("k = 3\n")  # the nearest one wins
+    assert Settings.load().k == 3
+    (inside / "bekb.toml").unlink()
+    (tmp_path / "corpus" / ".git").mkdir()  # a repository inside: its top is the boundary
+    assert Settings.load().k == 8
+
+
 def test_contract_environment_variables(monkeypatch):
     monkeypatch.setenv("BEKB_ROOT", "/r")
     monkeypatch.setenv("BEKB_INDEX_DIR", "/i")

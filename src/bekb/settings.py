@@ -29,6 +29,7 @@ DEFAULT_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Small batches of length-sorted texts pad least (docs/benchmarks.md, "Index build").
 DEFAULT_EMBED_BATCH_SIZE = 8
 CONFIG_FILE_ENV = "BEKB_CONFIG"
+CONFIG_FILE_NAME = "bekb.toml"
 
 
 def platform_cache_dir() -> Path:
@@ -43,8 +44,26 @@ def platform_cache_dir() -> Path:
 
 
 def _config_file() -> Path:
-    # The one environment read outside pydantic: where bekb.toml is (default: the cwd).
-    return Path(os.environ.get(CONFIG_FILE_ENV, "bekb.toml"))
+    """Where bekb.toml is: the file BEKB_CONFIG names, else the one in the working directory
+    or the nearest folder above it, up to the repository's top folder (`.git`), so `bekb`
+    works from anywhere inside a project; else `bekb.toml` (there is none: the defaults)."""
+    # The one environment read outside pydantic.
+    named = os.environ.get(CONFIG_FILE_ENV)
+    if named is not None:
+        return Path(named)
+    try:
+        here = Path.cwd()
+    except OSError:  # the working directory was deleted
+        return Path(CONFIG_FILE_NAME)
+    if (here / CONFIG_FILE_NAME).exists():
+        return Path(CONFIG_FILE_NAME)  # a folder by that name is an error, not skipped
+    for folder in here.parents:
+        if (here / ".git").exists():
+            break  # `here` is a repository's top folder: look no higher
+        if (folder / CONFIG_FILE_NAME).is_file():
+            return folder / CONFIG_FILE_NAME
+        here = folder
+    return Path(CONFIG_FILE_NAME)
 
 
 # Settings that are paths: in a bekb.toml, a relative one is relative to the file's folder.
