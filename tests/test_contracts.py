@@ -173,6 +173,7 @@ def test_corpus_json():
             "not_text": 0,
             "refused": 0,
         },
+        "unmatched_globs": [],
     }
 
 

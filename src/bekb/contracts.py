@@ -111,6 +111,7 @@ def corpus_json(status: CorpusStatus) -> dict[str, Any]:
         "refused": [asdict(r) for r in status.refused],
         "unresolved_citations": [asdict(c) for c in status.unresolved_citations],
         "counts": corpus_counts(status),
+        "unmatched_globs": list(status.unmatched_globs),
     }
 
 

@@ -316,6 +316,7 @@ class CorpusStatus:
     # Every citation that resolved to no usable file: the missing ones of `unresolved` and
     # the refused ones of `refused`, each with its problem and the agent file citing it.
     unresolved_citations: tuple[UnresolvedCitation, ...] = ()
+    unmatched_globs: tuple[str, ...] = ()  # include globs that match no file
 
     @property
     def stale(self) -> tuple[FileStatus, ...]:

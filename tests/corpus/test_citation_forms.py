@@ -231,6 +231,19 @@ def test_corpus_status_lists_cited_files_that_are_no_text_as_refused(tmp_path: P
     assert data["counts"]["refused"] == 2
 
 
+def test_corpus_status_names_an_include_glob_that_matches_no_file(tmp_path: Path) -> None:
+    root = workspace(tmp_path / "root", "`docs/a.md`\n", ("docs/a.md", "docs/runbooks/x.md"))
+    env = {"BEKB_AGENT_FILES": AGENT, "BEKB_INCLUDE": "docs/runbook/*.md,docs/runbooks/*.md"}
+    where = ["--root", root, "--index-dir", tmp_path / "index", "corpus", "status"]
+
+    data = json.loads(invoke(hashing_app(), [*where, "--json"], env=env).out)
+    shown = invoke(hashing_app(), where, env=env).out.splitlines()
+
+    assert data["unmatched_globs"] == ["docs/runbook/*.md"]
+    assert "docs/runbooks/x.md" in {f["path"] for f in data["files"]}
+    assert "  unmatched  include glob 'docs/runbook/*.md' matches no file" in shown
+
+
 def test_corpus_status_json_keeps_its_keys_and_adds_citations_and_counts(
     mixed_root: Path, tmp_path: Path
 ) -> None:
@@ -243,6 +256,7 @@ def test_corpus_status_json_keeps_its_keys_and_adds_citations_and_counts(
         "refused",
         "unresolved_citations",
         "counts",
+        "unmatched_globs",
     ]
     assert data["unresolved"] == ["team/agents/notes/gone.md"]
     assert data["unresolved_citations"] == [

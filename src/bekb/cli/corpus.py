@@ -52,6 +52,8 @@ def corpus_status_command(
     for refused in status.refused:
         if refused.path not in citations:  # a refused citation is listed above
             render.echo(f"  {'refused':10} {refused.path}: {refused.reason}")
+    for pattern in status.unmatched_globs:
+        render.echo(f"  {'unmatched':10} include glob {pattern!r} matches no file")
     render.echo(_counts(contracts.corpus_counts(status)))
 
 

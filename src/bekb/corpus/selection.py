@@ -76,6 +76,8 @@ class Selection:
     agent_sources: Mapping[str, frozenset[str]] = field(
         default_factory=dict, hash=False, repr=False
     )
+    # The include globs that match no file.
+    unmatched_globs: tuple[str, ...] = ()
 
     def own_files(self, agent: str) -> frozenset[str] | None:
         """The files the configured agent file `agent` answers from, or None when it is not
@@ -277,8 +279,12 @@ def select_files(
                 chosen.add(rel)
         chosen.update(_skill_folder_files(root, chosen, found.refuse, found.stamps))
 
+    unmatched: list[str] = []
     for pattern in includes:
-        for path in sorted(root.glob(_relative_glob(pattern))):
+        matches = sorted(root.glob(_relative_glob(pattern)))
+        if not any(is_regular_file(path) for path in matches):
+            unmatched.append(pattern)  # a typo selects nothing, and would say nothing
+        for path in matches:
             rel = path.relative_to(root).as_posix()
             if path.is_symlink() and not path.exists():
                 found.refuse(rel, "broken or looping symlink")
@@ -305,6 +311,7 @@ def select_files(
         stamps=None if includes else found.stamps.frozen(),
         unresolved_citations=tuple(found.citations.values()),
         agent_sources={a: frozenset(kept.intersection(s)) for a, s in found.cited_by.items()},
+        unmatched_globs=tuple(unmatched),
     )
 
 

@@ -125,4 +125,5 @@ class Freshness:
             # Refused by selecting (a FIFO, outside the root) or on reading (binary, not UTF-8).
             refused=tuple(sorted((*selection.refused, *todo.skipped), key=lambda f: f.path)),
             unresolved_citations=selection.unresolved_citations,
+            unmatched_globs=selection.unmatched_globs,
         )
