@@ -306,11 +306,14 @@ class KnowledgeBase:
         gone: set[str],
     ) -> SearchResult:
         """The retriever's search of the files `allowed` (None: all) but those `gone`."""
-        if gone and snapshot is not None:
-            allowed = frozenset(snapshot.records if allowed is None else allowed) - gone
         # A passage copied between plugins is cited from the specialist's own file.
         return self._retrieval().search(
-            text, min(count, MAX_K), snapshot=snapshot, preferred=preferred, allowed=allowed
+            text,
+            min(count, MAX_K),
+            snapshot=snapshot,
+            preferred=preferred,
+            allowed=allowed,
+            left_out=gone,
         )
 
     def _search_expanded(

@@ -201,26 +201,35 @@ class Retriever:
         retry: bool = True,
         preferred: Collection[str] = (),
         allowed: Collection[str] | None = None,
+        left_out: Collection[str] = (),
     ) -> SearchResult:
         """The `k` best passages for `query`, from `snapshot` (by default the current one).
 
         A passage found word for word in several files is one hit, cited from a file in
         `preferred` when one of them is (see `fold_copies`). With `allowed`, only those
         files are searched (the candidates themselves, so k hits come back when they exist);
-        the abstention signals of vocabulary still read the whole index.
+        the abstention signals of vocabulary still read the whole index. The files
+        `left_out` (deleted since indexing) are dropped from the candidates.
         """
         snap = snapshot or self.snapshot()
         key = snap.meta.collection
         own = self.embed_query(query, snap.meta)
         vector = snap.adapter.apply(own) if snap.adapter else own
         live, paths, outside = _restrict(snap, allowed)
+        if left_out:
+            # Dropped here, not by a Chroma filter: after a killed build a filtered Chroma
+            # search can fail on an id the build left half-written, where a plain one does not.
+            records = snap.records
+            live = live - {c for p in left_out if p in records for c in records[p].chunk_ids}
         found = (
             self.store.query(key, vector, CANDIDATES, paths=paths, outside=outside) if live else []
         )
         dense = [(cid, sim) for cid, sim in found if cid in live]
         if not dense and live and retry and self.store.active() != snap.meta:
             # A rebuild switched the index between reading the pointer and querying it.
-            return self.search(query, k, retry=False, preferred=preferred, allowed=allowed)
+            return self.search(
+                query, k, retry=False, preferred=preferred, allowed=allowed, left_out=left_out
+            )
         among = live if paths is not None else None
         lexical = [
             (cid, s) for cid, s in snap.keywords.search(query, CANDIDATES, among) if cid in live
