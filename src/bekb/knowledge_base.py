@@ -14,7 +14,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bekb.corpus.selection import Selection, agent_key, check_root, select_files
+from bekb.corpus.agents import agent_key
+from bekb.corpus.selection import Selection, check_root, select_files
 from bekb.domain import (
     Agent,
     AgentList,

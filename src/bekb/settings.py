@@ -57,12 +57,11 @@ def _config_file() -> Path:
         return Path(CONFIG_FILE_NAME)
     if (here / CONFIG_FILE_NAME).exists():
         return Path(CONFIG_FILE_NAME)  # a folder by that name is an error, not skipped
-    for folder in here.parents:
-        if (here / ".git").exists():
-            break  # `here` is a repository's top folder: look no higher
+    folder = here
+    while not (folder / ".git").exists() and folder.parent != folder:
+        folder = folder.parent
         if (folder / CONFIG_FILE_NAME).is_file():
             return folder / CONFIG_FILE_NAME
-        here = folder
     return Path(CONFIG_FILE_NAME)
 
 

@@ -58,27 +58,29 @@ def find_agent_files(root: Path, configured: Iterable[str] = ()) -> dict[str, st
         raise CorpusError(f"workspace root {root} is not a directory: check --root / BEKB_ROOT")
     root = root.resolve()
     found: dict[str, str] = {}
-    for given in configured:
-        rel = posixpath.normpath(PurePosixPath(given).as_posix())
-        text = _read_text(root, rel)
-        if text is not None:
-            fields, _ = split_frontmatter(text)
-            found.setdefault(field_text(fields.get("name")) or PurePosixPath(rel).stem, rel)
-    for rel in sorted(_agent_paths(root)):
-        name = agent_name(root, rel)
+    candidates = [(agent_key(a), True) for a in configured]
+    candidates += [(rel, False) for rel in sorted(_agent_paths(root))]
+    for rel, is_configured in candidates:
+        name = agent_name(root, rel, configured=is_configured)
         if name is not None:
             found.setdefault(name, rel)
     return found
 
 
-def agent_name(root: Path, rel: str) -> str | None:
+def agent_key(path: str) -> str:
+    """A root-relative agent file path as `Selection.agent_sources` spells it."""
+    return posixpath.normpath(PurePosixPath(path).as_posix())
+
+
+def agent_name(root: Path, rel: str, *, configured: bool = False) -> str | None:
     """The name of the agent file `root/rel` (its frontmatter `name`, else its stem), or
-    None when it is none: no frontmatter name, or not a regular file inside `root`."""
+    None when it is none: not a regular file inside `root`, or (unless `configured`, when
+    the stem names it) no frontmatter name."""
     text = _read_text(root, rel)
     if text is None:
         return None  # unreadable files are the corpus report's business, not the persona's
     fields, _ = split_frontmatter(text)
-    if "name" not in fields:
+    if "name" not in fields and not configured:
         return None
     return field_text(fields.get("name")) or PurePosixPath(rel).stem
 

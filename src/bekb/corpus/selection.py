@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 from urllib.parse import unquote
 
-from bekb.corpus.agents import is_agent_path, skipped_dir
+from bekb.corpus.agents import agent_key, is_agent_path, skipped_dir
 from bekb.domain import CitationForm, CitationProblem, SkippedFile, UnresolvedCitation
 from bekb.errors import ConfigError, CorpusError
 from bekb.files import FileBytes, inside, is_regular_file, read_regular
@@ -134,11 +134,6 @@ class _Stamps:
     def frozen(self) -> tuple[tuple[str, int], ...] | None:
         """The stamps, or None when the selection must not be reused."""
         return None if self.racy else tuple(self.seen.items())
-
-
-def agent_key(path: str) -> str:
-    """A root-relative agent file path as `Selection.agent_sources` spells it."""
-    return posixpath.normpath(PurePosixPath(path).as_posix())
 
 
 def cited_paths(agent_text: str) -> list[str]:

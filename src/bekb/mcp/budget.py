@@ -71,7 +71,8 @@ class Budget:
         lines = split_lines(data[key])  # numbered as the file's lines are
         # Text far over the budget is never tokenised whole (a 12 MB file took 9 s): only
         # the lines within what the budget could hold are tried.
-        reach = _lines_within(lines, self.max_tokens * CHARS_PER_TOKEN)
+        most = self.max_tokens * CHARS_PER_TOKEN  # characters the budget could hold
+        reach = _lines_within(lines, most)
         if reach == len(lines) and self.fits(data):
             return data
 
@@ -97,8 +98,7 @@ class Budget:
             more = {} if first_line is None else {"next_start_line": first_line + 1}
             return _noted({**data, key: line[:n]}, note, more)
 
-        # A token covers a few characters: the search need not tokenise the whole line.
-        return cut_line(self._largest(min(len(line), self.max_tokens * CHARS_PER_TOKEN), cut_line))
+        return cut_line(self._largest(min(len(line), most), cut_line))
 
     def _largest(self, count: int, cut: Callable[[int], dict[str, Any]]) -> int:
         """The most items (0..count) that `cut` can keep within the budget (at least 0)."""
