@@ -353,6 +353,9 @@ class IndexStatus:
     store_problem: str | None = None
     # Damaged stores set aside by a rebuild (the newest is kept for inspection).
     set_aside: tuple[str, ...] = ()
+    # Configured agent files that cannot be used, with why: `bekb index` refuses to build
+    # until they are restored or `agent_files` changes (the index is searched as it is).
+    unusable_agents: tuple[SkippedFile, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from bekb.domain import (
     SyncReport,
     Turn,
 )
-from bekb.errors import CorpusError, IndexNotBuiltError, StoreError, UsageError
+from bekb.errors import ConfigError, CorpusError, IndexNotBuiltError, StoreError, UsageError
 from bekb.indexing.freshness import RECHECK_SECONDS, Freshness
 from bekb.inputs import MAX_K, check_k, check_persona, check_text
 from bekb.settings import Settings
@@ -498,9 +498,17 @@ class KnowledgeBase:
                 "no agent file configured: set agent_files in bekb.toml or pass --as PATH"
             )
         wanted = name_or_path or self.settings.agent_files[0]
-        rel, text = load_agent_file(
-            check_root(self.settings.root), wanted, self.settings.agent_files
-        )
+        try:
+            rel, text = load_agent_file(
+                check_root(self.settings.root), wanted, self.settings.agent_files
+            )
+        except (UsageError, CorpusError) as exc:
+            if name_or_path:
+                raise
+            raise ConfigError(
+                f"the default persona's agent file {wanted} (the first of agent_files) cannot "
+                "be read: restore it, change agent_files in bekb.toml or pass --as NAME"
+            ) from exc
         return parse_agent_file(text, rel)
 
     def personas(self) -> list[Persona]:
@@ -590,7 +598,8 @@ class KnowledgeBase:
             if not exc.damaged:
                 raise
             problem, meta, records = str(exc), None, {}
-        stale = self._freshness.corpus_status(records, self.selection()).stale
+        selection = self.selection()
+        stale = self._freshness.corpus_status(records, selection).stale
         return IndexStatus(
             root=str(self.settings.root.resolve()),
             index_dir=str(self.settings.index_dir.resolve()),
@@ -614,6 +623,7 @@ class KnowledgeBase:
             ),
             store_problem=problem,
             set_aside=tuple(str(p) for p in set_aside_stores(self.settings.index_dir)),
+            unusable_agents=selection.unusable_agents,
         )
 
     def _rebuild_reason(self, meta: IndexMeta) -> str | None:

@@ -10,7 +10,7 @@ from conftest import SPECIALIST, TINY_AGENT
 
 from bekb.corpus.selection import INDEXABLE_SUFFIXES, SKILL_FILE, cited_paths, select_files
 from bekb.domain import SkippedFile
-from bekb.errors import ConfigError, CorpusError
+from bekb.errors import ConfigError
 
 TINY_CITED = (
     "alpha/skills/caching/SKILL.md",
@@ -325,9 +325,11 @@ def test_root_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
         select_files(tmp_path / "file.md", agent_files=[TINY_AGENT])
 
 
-def test_missing_agent_file_is_a_corpus_error(tiny_root: Path) -> None:
-    with pytest.raises(CorpusError, match=r"specialists/nobody\.md"):
-        select_files(tiny_root, agent_files=["specialists/nobody.md"])
+def test_missing_agent_file_is_recorded_as_unusable(tiny_root: Path) -> None:
+    selection = select_files(tiny_root, agent_files=["specialists/nobody.md"])
+
+    assert [a.path for a in selection.unusable_agents] == ["specialists/nobody.md"]
+    assert selection.files == ()
 
 
 def test_agent_file_outside_the_root_is_refused(tiny_root: Path) -> None:

@@ -134,6 +134,11 @@ def status_command(
         return
     if status.store_problem:
         render.echo(f"problem     {status.store_problem}")
+    for agent in status.unusable_agents:
+        render.echo(
+            f"problem     {agent.path} (agent_files): {agent.reason}; `bekb index` refuses "
+            "until it is restored or agent_files changes"
+        )
     for kept in status.set_aside:
         render.echo(
             f"set aside   {kept}: a damaged store kept for inspection (delete it when done)"

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from bekb.corpus.agents import agent_key, is_agent_path, skipped_dir
 from bekb.domain import CitationForm, CitationProblem, SkippedFile, UnresolvedCitation
-from bekb.errors import ConfigError, CorpusError
+from bekb.errors import ConfigError
 from bekb.files import FileBytes, inside, is_regular_file, read_regular
 
 # File types worth indexing; anything else in a skill folder (images, archives) is ignored.
@@ -78,6 +78,9 @@ class Selection:
     )
     # The include globs that match no file.
     unmatched_globs: tuple[str, ...] = ()
+    # Configured agent files that cannot be used (missing, unreadable, outside the root),
+    # with why: reading the index goes on, a build refuses (`require_files`).
+    unusable_agents: tuple[SkippedFile, ...] = ()
 
     def own_files(self, agent: str) -> frozenset[str] | None:
         """The files the configured agent file `agent` answers from, or None when it is not
@@ -260,7 +263,8 @@ def select_files(
         found.stamps.add(agent_path)
         got = read_regular(root, agent)
         if not isinstance(got, FileBytes):
-            raise CorpusError(f"cannot read agent file {agent}: {got.reason}")
+            found.refuse(agent, f"agent file cannot be read: {got.reason}")
+            continue
         found.cited_by.setdefault(agent_key(agent), set())
         folder = posixpath.dirname(PurePosixPath(agent).as_posix())
         for reference in references(got.data.decode("utf-8", errors="replace")):
@@ -307,12 +311,20 @@ def select_files(
         unresolved_citations=tuple(found.citations.values()),
         agent_sources={a: frozenset(kept.intersection(s)) for a, s in found.cited_by.items()},
         unmatched_globs=tuple(unmatched),
+        unusable_agents=tuple(found.refused[a] for a in agents if a in found.refused),
     )
 
 
 def require_files(selection: Selection) -> Selection:
-    """`selection`, or ConfigError when it holds no file: an index of nothing is a setting
-    to fix, and the message says which."""
+    """`selection`, or ConfigError when a build must not use it: a configured agent file
+    cannot be used (building without it would drop what it cites from the index), or it
+    holds no file (an index of nothing is a setting to fix); the message says which."""
+    if selection.unusable_agents:
+        first = selection.unusable_agents[0]
+        raise ConfigError(
+            f"{first.path} (agent_files) {first.reason.removeprefix('agent file ')}: restore it "
+            "or change agent_files in bekb.toml; the index was left as it is"
+        )
     if selection.files:
         return selection
     agents = ", ".join(selection.agent_files) or "none"

@@ -138,6 +138,11 @@ class StaleFile(TypedDict):
     state: str
 
 
+class UnusableAgent(TypedDict):
+    path: str
+    reason: str
+
+
 class StatusResult(TypedDict):
     built: bool
     files: int
@@ -146,6 +151,8 @@ class StatusResult(TypedDict):
     embed_model: str
     stale: list[StaleFile]
     store_problem: str | None
+    # Configured agent files that cannot be read: reindex fails until they are restored.
+    unusable_agents: list[UnusableAgent]
     build: BuildState
 
 

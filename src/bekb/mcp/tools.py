@@ -174,6 +174,7 @@ class Tools:
             "embed_model": full["embed_model"],
             "stale": full["stale"],
             "store_problem": full["store_problem"],
+            "unusable_agents": full["unusable_agents"],
             "build": build,
         }
         how = "call reindex to bring them all up to date"
