@@ -13,6 +13,7 @@ import typer
 from bekb import contracts
 from bekb.cli import render
 from bekb.cli.app import open_kb
+from bekb.corpus.selection import unusable_agent_line
 
 
 def register(app: typer.Typer) -> None:
@@ -136,8 +137,8 @@ def status_command(
         render.echo(f"problem     {status.store_problem}")
     for agent in status.unusable_agents:
         render.echo(
-            f"problem     {agent.path} (agent_files): {agent.reason}; `bekb index` refuses "
-            "until it is restored or agent_files changes"
+            f"problem     {unusable_agent_line(agent)}; `bekb index` refuses until it is "
+            "restored or agent_files changes"
         )
     for kept in status.set_aside:
         render.echo(

@@ -78,9 +78,12 @@ class Selection:
     )
     # The include globs that match no file.
     unmatched_globs: tuple[str, ...] = ()
-    # Configured agent files that cannot be used (missing, unreadable, outside the root),
-    # with why: reading the index goes on, a build refuses (`require_files`).
-    unusable_agents: tuple[SkippedFile, ...] = ()
+
+    @property
+    def unusable_agents(self) -> tuple[SkippedFile, ...]:
+        """Configured agent files that cannot be used (missing, unreadable, outside the
+        root), with why: reading the index goes on, a build refuses (`require_files`)."""
+        return tuple(r for r in self.refused if r.path in self.agent_files)
 
     def own_files(self, agent: str) -> frozenset[str] | None:
         """The files the configured agent file `agent` answers from, or None when it is not
@@ -311,8 +314,13 @@ def select_files(
         unresolved_citations=tuple(found.citations.values()),
         agent_sources={a: frozenset(kept.intersection(s)) for a, s in found.cited_by.items()},
         unmatched_globs=tuple(unmatched),
-        unusable_agents=tuple(found.refused[a] for a in agents if a in found.refused),
     )
+
+
+def unusable_agent_line(agent: SkippedFile) -> str:
+    """How `bekb index` and `bekb status` name a configured agent file that cannot be used:
+    "agents/x.md (agent_files) cannot be read: ..." (its refusal, which says "agent file")."""
+    return f"{agent.path} (agent_files) {agent.reason.removeprefix('agent file ')}"
 
 
 def require_files(selection: Selection) -> Selection:
@@ -320,10 +328,9 @@ def require_files(selection: Selection) -> Selection:
     cannot be used (building without it would drop what it cites from the index), or it
     holds no file (an index of nothing is a setting to fix); the message says which."""
     if selection.unusable_agents:
-        first = selection.unusable_agents[0]
         raise ConfigError(
-            f"{first.path} (agent_files) {first.reason.removeprefix('agent file ')}: restore it "
-            "or change agent_files in bekb.toml; the index was left as it is"
+            f"{unusable_agent_line(selection.unusable_agents[0])}: restore it or change "
+            "agent_files in bekb.toml; the index was left as it is"
         )
     if selection.files:
         return selection
